@@ -1,0 +1,201 @@
+//! Debian packages through apt's own client, without touching the host's apt
+//! state and without root.
+//!
+//! modvm keeps private package lists under its cache (`Dir::State::Lists`,
+//! `Dir::Cache`) and reads the host's sources, so it sees the same mirror and
+//! suites as `apt-get` on the host but never needs `sudo apt-get update`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Why apt did not give what was asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum AptError {
+    #[error("cannot run {program}: {source} (install apt, or run on a Debian-family host)")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed:\n{output}")]
+    Failed { command: String, output: String },
+    #[error("package `{0}` is not in the host's apt sources (check `apt-cache policy {0}`; the kernel recipe may name a version the mirror no longer carries)")]
+    NotFound(String),
+}
+
+/// One package as `apt-cache show` describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageInfo {
+    pub name: String,
+    pub version: String,
+    /// Names only, version constraints and alternatives dropped.
+    pub depends: Vec<String>,
+    pub size: u64,
+}
+
+/// apt with private state under `root`.
+pub struct Apt {
+    root: PathBuf,
+}
+
+impl Apt {
+    pub fn new(root: &Path) -> Apt {
+        Apt {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        let lists = self.root.join("lists");
+        let cache = self.root.join("cache");
+        c.arg("-o")
+            .arg(format!("Dir::State::Lists={}", lists.display()))
+            .arg("-o")
+            .arg(format!("Dir::Cache={}", cache.display()))
+            .arg("-o")
+            .arg("Acquire::Languages=none")
+            .env("LC_ALL", "C");
+        // As root, apt hands downloads to the `_apt` user, which cannot write
+        // into a private cache; keep the download in our own hands.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            c.arg("-o").arg("APT::Sandbox::User=root");
+        }
+        c
+    }
+
+    fn run(&self, mut c: Command, cwd: Option<&Path>) -> Result<String, AptError> {
+        if let Some(d) = cwd {
+            c.current_dir(d);
+        }
+        let shown = format!("{c:?}").replace('"', "");
+        let out = c.output().map_err(|source| AptError::Spawn {
+            program: c.get_program().to_string_lossy().into_owned(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(AptError::Failed {
+                command: shown,
+                output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Refreshes the private package lists from the host's sources.
+    pub fn update(&self) -> Result<(), AptError> {
+        for d in ["lists/partial", "cache/archives/partial"] {
+            std::fs::create_dir_all(self.root.join(d)).map_err(|source| AptError::Spawn {
+                program: format!("mkdir {}", self.root.join(d).display()),
+                source,
+            })?;
+        }
+        let mut c = self.command("apt-get");
+        c.arg("-q").arg("update");
+        self.run(c, None).map(|_| ())
+    }
+
+    /// The candidate version of `package`.
+    pub fn show(&self, package: &str) -> Result<PackageInfo, AptError> {
+        let mut c = self.command("apt-cache");
+        c.arg("show").arg("--no-all-versions").arg(package);
+        match self.run(c, None) {
+            Ok(text) => parse_show(&text).ok_or_else(|| AptError::NotFound(package.to_string())),
+            Err(AptError::Failed { output, .. }) if output.contains("No packages found") || output.contains("Unable to locate") || output.contains("No package") => {
+                Err(AptError::NotFound(package.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Downloads the exact versions into `dir`; returns the `.deb` paths.
+    pub fn download(&self, packages: &[PackageInfo], dir: &Path) -> Result<Vec<PathBuf>, AptError> {
+        let mut c = self.command("apt-get");
+        c.arg("-q").arg("download");
+        for p in packages {
+            c.arg(format!("{}={}", p.name, p.version));
+        }
+        self.run(c, Some(dir))?;
+        let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| AptError::Spawn {
+                program: format!("read {}", dir.display()),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+            .collect();
+        debs.sort();
+        Ok(debs)
+    }
+}
+
+/// Parses the first stanza of `apt-cache show`.
+pub fn parse_show(text: &str) -> Option<PackageInfo> {
+    let stanza = text.split("\n\n").next()?;
+    let field = |name: &str| {
+        stanza
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .map(|v| v.trim().to_string())
+    };
+    let depends = field("Depends")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|d| {
+            let first = d.split('|').next()?.trim();
+            let name = first.split([' ', '(']).next()?.trim();
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect();
+    Some(PackageInfo {
+        name: field("Package")?,
+        version: field("Version")?,
+        depends,
+        size: field("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+    })
+}
+
+/// Unpacks a `.deb` into `root` with dpkg-deb (no maintainer scripts run).
+pub fn extract(deb: &Path, root: &Path) -> Result<(), AptError> {
+    let mut c = Command::new("dpkg-deb");
+    c.arg("-x").arg(deb).arg(root);
+    let out = c.output().map_err(|source| AptError::Spawn {
+        program: "dpkg-deb".into(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(AptError::Failed {
+            command: format!("dpkg-deb -x {} {}", deb.display(), root.display()),
+            output: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_show_stanza() {
+        let text = "Package: linux-headers-6.1.0-56-cloud-amd64\nSource: linux-signed-amd64\nVersion: 6.1.192-2\nDepends: linux-headers-6.1.0-56-common (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), linux-compiler-gcc-12-x86 | gcc-12\nSize: 1592924\nDescription: x\n\nPackage: other\nVersion: 1\n";
+        let p = parse_show(text).unwrap();
+        assert_eq!(p.name, "linux-headers-6.1.0-56-cloud-amd64");
+        assert_eq!(p.version, "6.1.192-2");
+        assert_eq!(
+            p.depends,
+            vec![
+                "linux-headers-6.1.0-56-common",
+                "linux-kbuild-6.1",
+                "linux-compiler-gcc-12-x86"
+            ]
+        );
+        assert_eq!(p.size, 1592924);
+    }
+
+    #[test]
+    fn empty_output_is_no_package() {
+        assert_eq!(parse_show(""), None);
+    }
+}

@@ -1,0 +1,398 @@
+//! The command line: parses arguments, prepares a run, hands it to the runner.
+
+use crate::accel::{self, AccelMode};
+use crate::guest::{Guest, GuestLogs};
+use crate::kernel::{self, Kit};
+use crate::outcome::{Reporters, Summary};
+use crate::profile::{self, KernelProfile};
+use crate::qemu::{Accel, QemuConfig};
+use crate::runner::{self, PlannedTest, RunConfig};
+use crate::{initramfs, kbuild, paths, prereq, report, spec};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "modvm", version, about = "Test Linux kernel modules inside throw-away QEMU guests")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build the module(s), boot a guest per test, run the spec's steps.
+    Test(TestArgs),
+    /// Fetch the guest kernel kit into the cache (done by `test` when needed).
+    Fetch(KitArgs),
+    /// Check the host prerequisites and say how to fix what is missing.
+    Doctor(KitArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KitArgs {
+    /// Kernel profile: a built-in name or the path of a recipe file.
+    #[arg(long, default_value = profile::DEFAULT_PROFILE)]
+    pub kernel: String,
+    /// Cache directory [default: $MODVM_CACHE, else $XDG_CACHE_HOME/modvm, else ~/.cache/modvm]
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Fetch again even if the kit is cached (picks up a newer kernel).
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Module directories (holding modvm.json) or spec files [default: module]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kit: KitArgs,
+    /// CPU acceleration; `auto` uses KVM only after a probe boot proves it works.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: AccelMode,
+    /// Only tests whose `suite/name` contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Where builds and per-test logs go.
+    #[arg(long, default_value = "target/modvm")]
+    pub out: PathBuf,
+    /// Seconds a guest may take to reach its shell.
+    #[arg(long, default_value_t = 60.0)]
+    pub boot_timeout: f64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory: u32,
+    /// Extra kernel command-line parameters.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// Show each step and the module build's output.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Runs a parsed command; `Ok(false)` means tests failed.
+pub fn run(cli: Cli) -> Result<bool> {
+    match cli.command {
+        Command::Test(args) => test(args),
+        Command::Fetch(args) => {
+            let profile = profile::load(&args.kernel)?;
+            let tools = prereq::required(&profile.compiler);
+            prereq::ensure(&tools[3..], &mut say)?;
+            let kit = fetch_kit(&args, &profile)?;
+            println!(
+                "{}: {} ({}) ready in {}",
+                kit.profile,
+                kit.release,
+                kit.version,
+                kit.vmlinuz
+                    .ancestors()
+                    .nth(3)
+                    .unwrap_or(&kit.vmlinuz)
+                    .display()
+            );
+            Ok(true)
+        }
+        Command::Doctor(args) => doctor(&args),
+    }
+}
+
+fn say(msg: &str) {
+    eprintln!("modvm: {msg}");
+}
+
+fn spinner() -> ProgressBar {
+    let sp = ProgressBar::new_spinner();
+    sp.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    sp.enable_steady_tick(Duration::from_millis(120));
+    sp
+}
+
+fn fetch_kit(args: &KitArgs, profile: &KernelProfile) -> Result<Kit> {
+    let cache = paths::cache_dir(args.cache.clone());
+    if !args.refresh {
+        if let Some(kit) = kernel::cached(&cache, profile) {
+            return Ok(kit);
+        }
+    }
+    say(&format!(
+        "fetching kernel profile {} into {}",
+        profile.name,
+        cache.display()
+    ));
+    let sp = spinner();
+    let mut progress = |m: &str| {
+        if sp.is_hidden() {
+            say(m);
+        }
+        sp.set_message(m.to_string());
+    };
+    let kit = kernel::ensure(&cache, profile, args.refresh, &mut progress);
+    sp.finish_and_clear();
+    let kit = kit.with_context(|| format!("cannot get the guest kernel `{}`", profile.name))?;
+    say(&format!("kernel {} ({}) cached", kit.release, kit.version));
+    Ok(kit)
+}
+
+fn doctor(args: &KitArgs) -> Result<bool> {
+    let profile = profile::load(&args.kernel)?;
+    let tools = prereq::required(&profile.compiler);
+    let mut ok = true;
+    for t in &tools {
+        match prereq::find(&t.program) {
+            Some(p) => println!("ok       {:<20} {}", t.program, p.display()),
+            None => {
+                ok = false;
+                println!(
+                    "MISSING  {:<20} {}: install with `sudo apt-get install {}`",
+                    t.program, t.why, t.package
+                );
+            }
+        }
+    }
+    match accel::kvm_device_problem() {
+        None => println!("ok       {:<20} openable; `--accel auto` probes it before use", "/dev/kvm"),
+        Some(p) => println!("note     {:<20} {p}: guests run under TCG (slower, works)", "/dev/kvm"),
+    }
+    let cache = paths::cache_dir(args.cache.clone());
+    match kernel::cached(&cache, &profile) {
+        Some(kit) => println!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, cache.display()),
+        None => println!(
+            "note     {:<20} `{}` not cached yet in {}; `modvm fetch` or the first `modvm test` downloads it",
+            "kernel",
+            profile.name,
+            cache.display()
+        ),
+    }
+    if !ok && prereq::can_self_install() {
+        println!("(running as root on Debian: `modvm test` installs missing tools itself)");
+    }
+    Ok(ok)
+}
+
+fn test(args: TestArgs) -> Result<bool> {
+    let specs = load_specs(&args.paths)?;
+    let profile = profile::load(&args.kit.kernel)?;
+    let mut tools = prereq::required(&profile.compiler);
+    if args.qemu != Path::new("qemu-system-x86_64") {
+        tools.retain(|t| t.program != "qemu-system-x86_64");
+    }
+    prereq::ensure(&tools, &mut say)?;
+    let kit = fetch_kit(&args.kit, &profile)?;
+
+    let build_root = args.out.join("build").join(&profile.name);
+    let mut planned = Vec::new();
+    for loaded in &specs {
+        let tests: Vec<_> = loaded
+            .spec
+            .tests
+            .iter()
+            .filter(|t| {
+                let name = format!("{}/{}", loaded.suite, t.name);
+                args.filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
+            })
+            .cloned()
+            .collect();
+        if tests.is_empty() {
+            continue;
+        }
+        let build_dir = build_root.join(runner::dir_name(&loaded.suite));
+        let built = kbuild::build(&loaded.dir, &kit.headers, &build_dir)
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("cannot build the module in {}", loaded.dir.display()))?;
+        if args.verbose {
+            eprint!("{}", built.log);
+        }
+        check_modules_exist(loaded, &built.modules)?;
+        let initrd = build_root.join(format!("{}.cpio", runner::dir_name(&loaded.suite)));
+        initramfs::write(
+            &initramfs::InitramfsSpec {
+                busybox: kit.busybox.clone(),
+                init: initramfs::INIT.to_string(),
+                modules: built.modules.clone(),
+            },
+            &initrd,
+        )
+        .with_context(|| format!("cannot write {}", initrd.display()))?;
+        for t in tests {
+            planned.push(PlannedTest {
+                suite: loaded.suite.clone(),
+                spec: t,
+                initrd: initrd.clone(),
+            });
+        }
+    }
+    if planned.is_empty() {
+        bail!(
+            "no test matches the filter {:?}",
+            args.filter.clone().unwrap_or_default()
+        );
+    }
+
+    let artifacts = new_run_dir(&args.out)?;
+    let mut qemu = QemuConfig {
+        binary: args.qemu.clone(),
+        accel: Accel::Tcg,
+        kernel: kit.vmlinuz.clone(),
+        initrd: planned[0].initrd.clone(),
+        extra_cmdline: format!("{} {}", profile.cmdline, args.append),
+        memory_mib: args.memory,
+        console_socket: PathBuf::new(),
+    };
+    let cache = paths::cache_dir(args.kit.cache.clone());
+    let key = accel::host_key(&args.qemu, &kit.release);
+    let decision = accel::decide(args.accel, &cache.join("accel.json"), &key, &mut || {
+        probe_kvm(&qemu, &artifacts.join("kvm-probe"))
+    });
+    if let Some(n) = &decision.notice {
+        say(n);
+    }
+    qemu.accel = decision.accel;
+
+    let config = RunConfig {
+        qemu,
+        kernel_name: format!("{} ({})", profile.name, kit.release),
+        boot_timeout: Duration::from_secs_f64(args.boot_timeout.max(1.0)),
+        artifacts,
+    };
+    let mut reporters = Reporters(vec![Box::new(report::human::Human::stdout(args.verbose))]);
+    let summary: Summary = runner::run(&config, &planned, &mut reporters);
+    Ok(summary.ok())
+}
+
+/// Boots one guest under KVM with a short deadline.
+fn probe_kvm(base: &QemuConfig, dir: &Path) -> Result<(), String> {
+    let mut cfg = base.clone();
+    cfg.accel = Accel::Kvm;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    say("probing KVM with a short boot (once per host)");
+    match Guest::boot(&cfg, &GuestLogs::in_dir(dir), Duration::from_secs(10)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let msg = e.to_string();
+            Err(msg.lines().next().unwrap_or("boot failed").chars().take(160).collect())
+        }
+    }
+}
+
+fn load_specs(paths: &[PathBuf]) -> Result<Vec<spec::LoadedSpec>> {
+    let paths = if paths.is_empty() {
+        let default = PathBuf::from("module");
+        if !default.is_dir() {
+            bail!(
+                "no module directory given and ./module does not exist; run `modvm test <module dir or spec file>`"
+            );
+        }
+        vec![default]
+    } else {
+        paths.to_vec()
+    };
+    let mut specs = Vec::new();
+    for p in &paths {
+        if !p.exists() {
+            bail!("{}: no such file or directory", p.display());
+        }
+        specs.push(spec::load(p)?);
+    }
+    Ok(specs)
+}
+
+fn check_modules_exist(loaded: &spec::LoadedSpec, built: &[PathBuf]) -> Result<()> {
+    let names: Vec<String> = built
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    for t in &loaded.spec.tests {
+        for (i, s) in t.steps.iter().enumerate() {
+            if let spec::Action::Insmod(m) = &s.action {
+                if !names.contains(m) {
+                    bail!(
+                        "{}: test {:?} step {} loads module `{m}`, but building {} produced only: {}",
+                        loaded.path.display(),
+                        t.name,
+                        i + 1,
+                        loaded.dir.display(),
+                        names.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `<out>/runs/<UTC stamp>-<pid>`, plus a `latest` link to it.
+fn new_run_dir(out: &Path) -> Result<PathBuf> {
+    let runs = out.join("runs");
+    let name = format!("{}-{}", utc_stamp(), std::process::id());
+    let dir = runs.join(&name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let latest = runs.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(&name, &latest);
+    Ok(dir)
+}
+
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_defaults() {
+        let cli = Cli::try_parse_from(["modvm", "test"]).unwrap();
+        let Command::Test(a) = cli.command else { panic!() };
+        assert_eq!(a.accel, AccelMode::Auto);
+        assert_eq!(a.kit.kernel, profile::DEFAULT_PROFILE);
+        assert!(a.paths.is_empty());
+    }
+
+    #[test]
+    fn bad_accel_is_a_usage_error() {
+        assert!(Cli::try_parse_from(["modvm", "test", "--accel", "xen"]).is_err());
+    }
+
+    #[test]
+    fn stamp_has_date_shape() {
+        let s = utc_stamp();
+        assert_eq!(s.len(), 15);
+        assert!(s.starts_with("20"));
+    }
+}

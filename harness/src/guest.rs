@@ -1,0 +1,225 @@
+//! One throw-away guest: a QEMU process, its shell console and its kernel log.
+//!
+//! This is the single seam through which a test gets a running guest, so a
+//! later fast path (restoring a snapshot instead of booting) replaces
+//! [`Guest::boot`] without touching the runner.
+
+use crate::children;
+use crate::console::{Console, ConsoleError};
+use crate::klog::KernelLog;
+use crate::qemu::QemuConfig;
+use std::fs::File;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why a guest did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("cannot start {binary}: {source}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    #[error("QEMU exited during boot ({status}): {stderr}")]
+    QemuExited { status: String, stderr: String },
+    #[error("the guest did not reach its shell within {0:.1?}")]
+    Timeout(Duration),
+    #[error("the guest console failed during boot: {0}")]
+    Console(String),
+    #[error("cannot prepare the guest's run directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Files a guest writes its streams into.
+#[derive(Debug, Clone)]
+pub struct GuestLogs {
+    pub console: PathBuf,
+    pub kernel: PathBuf,
+    pub qemu_stderr: PathBuf,
+}
+
+impl GuestLogs {
+    /// The standard names inside a test's artifacts directory.
+    pub fn in_dir(dir: &Path) -> GuestLogs {
+        GuestLogs {
+            console: dir.join("console.log"),
+            kernel: dir.join("kernel.log"),
+            qemu_stderr: dir.join("qemu.stderr"),
+        }
+    }
+}
+
+/// A running guest whose shell has proven it reads input.
+pub struct Guest {
+    child: Child,
+    pub console: Console,
+    pub klog: KernelLog,
+    /// `uname -r` inside the guest.
+    pub release: String,
+    pub boot_time: Duration,
+    stderr_path: PathBuf,
+    // Holds the console socket's directory until the guest is gone.
+    _run_dir: tempfile::TempDir,
+}
+
+impl Guest {
+    /// Starts QEMU and waits for the guest's ready marker.
+    ///
+    /// `config.console_socket` is ignored: the socket lives in a private
+    /// short-lived directory (socket paths are limited to 108 bytes).
+    pub fn boot(
+        config: &QemuConfig,
+        logs: &GuestLogs,
+        timeout: Duration,
+    ) -> Result<Guest, BootError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let run_dir = tempfile::Builder::new().prefix("modvm-").tempdir()?;
+        let mut config = config.clone();
+        config.console_socket = run_dir.path().join("ttyS0.sock");
+
+        let mut cmd = Command::new(&config.binary);
+        cmd.args(config.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&logs.qemu_stderr)?);
+        children::arm(&mut cmd);
+        let mut child = cmd.spawn().map_err(|source| BootError::Spawn {
+            binary: config.binary.display().to_string(),
+            source,
+        })?;
+        children::register(child.id());
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let klog = KernelLog::start(stdout, Some(File::create(&logs.kernel)?));
+
+        let mut guest_parts = (child, klog);
+        let stream = match connect(&config.console_socket, &mut guest_parts.0, deadline) {
+            Ok(s) => s,
+            Err(e) => {
+                let (child, _) = guest_parts;
+                return Err(finish_failed_boot(child, &logs.qemu_stderr, e, timeout));
+            }
+        };
+        let (child, klog) = guest_parts;
+        let console = Console::new(stream, Some(File::create(&logs.console)?))?;
+        let mut guest = Guest {
+            child,
+            console,
+            klog,
+            release: String::new(),
+            boot_time: Duration::ZERO,
+            stderr_path: logs.qemu_stderr.clone(),
+            _run_dir: run_dir,
+        };
+        match guest.console.wait_ready(deadline) {
+            Ok(release) => {
+                guest.release = release;
+                guest.boot_time = started.elapsed();
+                Ok(guest)
+            }
+            Err(e) => {
+                if let Some(status) = guest.wait_exit(Duration::from_millis(200)) {
+                    return Err(BootError::QemuExited {
+                        status,
+                        stderr: read_trimmed(&guest.stderr_path),
+                    });
+                }
+                Err(match e {
+                    ConsoleError::Timeout { .. } => BootError::Timeout(timeout),
+                    other => BootError::Console(other.to_string()),
+                })
+            }
+        }
+    }
+
+    /// QEMU's exit status if it has exited within `grace`.
+    pub fn wait_exit(&mut self, grace: Duration) -> Option<String> {
+        let until = Instant::now() + grace;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.to_string());
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// QEMU's own error output so far.
+    pub fn qemu_stderr(&self) -> String {
+        read_trimmed(&self.stderr_path)
+    }
+
+    /// Process id of QEMU (for tests that check nothing outlives modvm).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+fn stop(child: &mut Child) {
+    // SAFETY: kill(2) on the child's own process group (see children::arm).
+    unsafe {
+        libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    children::unregister(child.id());
+}
+
+enum ConnectError {
+    Exited(String),
+    Timeout,
+}
+
+/// QEMU creates the socket a moment after it starts; poll until it accepts.
+fn connect(path: &Path, child: &mut Child, deadline: Instant) -> Result<UnixStream, ConnectError> {
+    loop {
+        if let Ok(s) = UnixStream::connect(path) {
+            return Ok(s);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(ConnectError::Exited(status.to_string()));
+        }
+        if Instant::now() >= deadline {
+            return Err(ConnectError::Timeout);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn finish_failed_boot(
+    mut child: Child,
+    stderr_path: &Path,
+    e: ConnectError,
+    timeout: Duration,
+) -> BootError {
+    stop(&mut child);
+    match e {
+        ConnectError::Exited(status) => BootError::QemuExited {
+            status,
+            stderr: read_trimmed(stderr_path),
+        },
+        ConnectError::Timeout => BootError::Timeout(timeout),
+    }
+}
+
+/// QEMU's stderr without its own "waiting for connection" notice.
+fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.contains("info: QEMU waiting for connection"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}

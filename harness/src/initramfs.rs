@@ -1,0 +1,117 @@
+//! The guest's root filesystem: a newc cpio archive written in Rust.
+//!
+//! It holds exactly what one test needs: busybox, modvm's `init`, and the
+//! modules under test in `/modules`. Nothing is compressed: the archive is
+//! a few MiB and the kernel unpacks it faster than it would inflate it.
+
+use cpio::newc::{trailer, Builder};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The guest init script, from `images/init`.
+pub const INIT: &str = include_str!("../../images/init");
+
+/// What goes into one guest.
+#[derive(Debug, Clone)]
+pub struct InitramfsSpec {
+    pub busybox: PathBuf,
+    pub init: String,
+    /// Module files, placed as `/modules/<file name>`.
+    pub modules: Vec<PathBuf>,
+}
+
+const DIR: u32 = 0o040755;
+const FILE_EXEC: u32 = 0o100755;
+const FILE: u32 = 0o100644;
+const CHAR_DEV: u32 = 0o020600;
+
+/// Writes the archive to `out` (created or replaced).
+pub fn write(spec: &InitramfsSpec, out: &Path) -> std::io::Result<()> {
+    let mut w = BufWriter::new(File::create(out)?);
+    let mut ino = 1u32;
+    let mut next = || {
+        ino += 1;
+        ino
+    };
+    for dir in ["bin", "dev", "proc", "sys", "tmp", "modules", "sbin", "usr"] {
+        w = Builder::new(dir).ino(next()).mode(DIR).nlink(2).write(w, 0).finish()?;
+    }
+    // The kernel opens /dev/console for init before devtmpfs is mounted.
+    w = Builder::new("dev/console")
+        .ino(next())
+        .mode(CHAR_DEV)
+        .rdev_major(5)
+        .rdev_minor(1)
+        .write(w, 0)
+        .finish()?;
+    w = add_bytes(w, "init", FILE_EXEC, spec.init.as_bytes(), next())?;
+    w = add_bytes(w, "bin/busybox", FILE_EXEC, &std::fs::read(&spec.busybox)?, next())?;
+    for module in &spec.modules {
+        let name = module
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let data = std::fs::read(module)?;
+        w = add_bytes(w, &format!("modules/{name}"), FILE, &data, next())?;
+    }
+    let mut w = trailer(w)?;
+    w.flush()
+}
+
+fn add_bytes<W: Write>(w: W, name: &str, mode: u32, data: &[u8], ino: u32) -> std::io::Result<W> {
+    let mut fp = Builder::new(name).ino(ino).mode(mode).write(w, data.len() as u32);
+    fp.write_all(data)?;
+    fp.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cpio::NewcReader;
+    use std::io::Read;
+
+    #[test]
+    fn archive_lists_init_busybox_and_modules() {
+        let dir = tempfile::tempdir().unwrap();
+        let bb = dir.path().join("busybox");
+        std::fs::write(&bb, b"\x7fELF fake").unwrap();
+        let ko = dir.path().join("hello.ko");
+        std::fs::write(&ko, b"module bytes").unwrap();
+        let out = dir.path().join("initrd.cpio");
+        let spec = InitramfsSpec {
+            busybox: bb,
+            init: "#!/bin/sh\n".into(),
+            modules: vec![ko],
+        };
+        write(&spec, &out).unwrap();
+
+        let mut f = File::open(&out).unwrap();
+        let mut entries = Vec::new();
+        loop {
+            let mut r = NewcReader::new(f).unwrap();
+            if r.entry().is_trailer() {
+                break;
+            }
+            let name = r.entry().name().to_string();
+            let mode = r.entry().mode();
+            let mut body = Vec::new();
+            r.read_to_end(&mut body).unwrap();
+            entries.push((name, mode, body));
+            f = r.finish().unwrap();
+        }
+        let get = |n: &str| entries.iter().find(|e| e.0 == n).unwrap();
+        assert_eq!(get("init").1, FILE_EXEC);
+        assert_eq!(get("init").2, b"#!/bin/sh\n");
+        assert_eq!(get("modules/hello.ko").2, b"module bytes");
+        assert_eq!(get("dev/console").1, CHAR_DEV);
+        assert_eq!(get("bin/busybox").1, FILE_EXEC);
+    }
+
+    #[test]
+    fn shipped_init_speaks_the_console_protocol() {
+        assert!(INIT.starts_with("#!/bin/busybox sh"));
+        assert!(INIT.contains("ready"));
+        assert!(INIT.contains("modvm-mark"));
+    }
+}

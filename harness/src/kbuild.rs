@@ -1,0 +1,164 @@
+//! Building modules out of tree against a kit's headers.
+//!
+//! The module's sources are mirrored into a build directory (only files whose
+//! content changed are copied, so make's own incremental build still works)
+//! and built there with `make -C <headers> M=<build dir> modules`. The user's
+//! module directory is only ever read.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Why a module did not build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{dir} has neither a Kbuild nor a Makefile: add a Kbuild file with `obj-m := <name>.o`")]
+    NoKbuild { dir: PathBuf },
+    #[error("cannot run make: {0} (install make)")]
+    NoMake(std::io::Error),
+    #[error("building {dir} failed (make exited with {status}); the compiler said:\n{output}")]
+    Compile {
+        dir: PathBuf,
+        status: String,
+        output: String,
+    },
+    #[error("building {dir} produced no .ko file; does its Kbuild set obj-m?")]
+    NoModules { dir: PathBuf },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The `.ko` files, sorted by name.
+    pub modules: Vec<PathBuf>,
+    /// make's output (for `--verbose`).
+    pub log: String,
+}
+
+/// Files that are build products, never mirrored from the source tree.
+fn is_build_product(name: &str) -> bool {
+    name.starts_with('.')
+        || [".o", ".ko", ".mod", ".mod.c", ".order", ".symvers", ".cmd"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        || name == "modules.order"
+        || name == "Module.symvers"
+}
+
+/// Mirrors sources from `src` into `dst`, copying only changed files.
+pub fn mirror(src: &Path, dst: &Path) -> Result<(), BuildError> {
+    fs::create_dir_all(dst).map_err(io_err(dst))?;
+    for entry in fs::read_dir(src).map_err(io_err(src))? {
+        let entry = entry.map_err(io_err(src))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_build_product(&name) || name == "target" {
+            continue;
+        }
+        let from = entry.path();
+        let to = dst.join(&name);
+        if from.is_dir() {
+            mirror(&from, &to)?;
+        } else if from.is_file() {
+            let data = fs::read(&from).map_err(io_err(&from))?;
+            if fs::read(&to).ok().as_deref() != Some(&data[..]) {
+                fs::write(&to, &data).map_err(io_err(&to))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds the module in `src` against `headers`, working in `build_dir`.
+pub fn build(src: &Path, headers: &Path, build_dir: &Path) -> Result<Built, BuildError> {
+    if !src.join("Kbuild").is_file() && !src.join("Makefile").is_file() {
+        return Err(BuildError::NoKbuild {
+            dir: src.to_path_buf(),
+        });
+    }
+    mirror(src, build_dir)?;
+    let build_abs = fs::canonicalize(build_dir).map_err(io_err(build_dir))?;
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(headers)
+        .arg(format!("M={}", build_abs.display()))
+        .arg(format!("-j{}", jobs()))
+        .arg("modules")
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(BuildError::NoMake)?;
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        return Err(BuildError::Compile {
+            dir: src.to_path_buf(),
+            status: out.status.to_string(),
+            output: log,
+        });
+    }
+    let mut modules: Vec<PathBuf> = fs::read_dir(&build_abs)
+        .map_err(io_err(&build_abs))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
+        .collect();
+    modules.sort();
+    if modules.is_empty() {
+        return Err(BuildError::NoModules {
+            dir: src.to_path_buf(),
+        });
+    }
+    Ok(Built { modules, log })
+}
+
+fn jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_skips_build_products_and_keeps_unchanged_files() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("hello.c"), "int x;").unwrap();
+        fs::write(src.path().join("Kbuild"), "obj-m := hello.o").unwrap();
+        fs::write(src.path().join("hello.ko"), "stale").unwrap();
+        fs::write(src.path().join(".hello.o.cmd"), "x").unwrap();
+        mirror(src.path(), dst.path()).unwrap();
+        assert!(dst.path().join("hello.c").is_file());
+        assert!(!dst.path().join("hello.ko").exists());
+        assert!(!dst.path().join(".hello.o.cmd").exists());
+
+        let before = fs::metadata(dst.path().join("hello.c")).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        mirror(src.path(), dst.path()).unwrap();
+        let after = fs::metadata(dst.path().join("hello.c")).unwrap().modified().unwrap();
+        assert_eq!(before, after, "unchanged files are not rewritten");
+    }
+
+    #[test]
+    fn a_directory_without_kbuild_is_refused() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let e = build(src.path(), Path::new("/nonexistent"), dst.path()).unwrap_err();
+        assert!(matches!(e, BuildError::NoKbuild { .. }));
+    }
+}

@@ -1,0 +1,25 @@
+//! modvm: test Linux kernel modules inside throw-away QEMU guests.
+//!
+//! Data flows one way: `spec` (what to test) and `profile`/`kernel` (what to
+//! boot) feed `kbuild` and `initramfs`; `runner` boots a `guest` per test
+//! (`qemu` command line, `console` for the shell, `klog` for the kernel log)
+//! and emits `outcome` events that `report`ers turn into output.
+
+pub mod accel;
+pub mod apt;
+pub mod children;
+pub mod cli;
+pub mod console;
+pub mod guest;
+pub mod initramfs;
+pub mod kbuild;
+pub mod kernel;
+pub mod klog;
+pub mod outcome;
+pub mod paths;
+pub mod prereq;
+pub mod profile;
+pub mod qemu;
+pub mod report;
+pub mod runner;
+pub mod spec;

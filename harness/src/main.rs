@@ -1,0 +1,23 @@
+//! `modvm`: exit 0 when every test passed, 1 when a test failed, 2 for usage,
+//! configuration or environment errors.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match modvm::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match modvm::cli::run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("modvm: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

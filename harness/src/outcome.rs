@@ -1,0 +1,151 @@
+//! Results and the events the runner emits while producing them.
+//!
+//! The runner knows nothing of terminals or file formats: it sends [`Event`]s
+//! to a [`Reporter`], and each output (human, and later JSON/JUnit/KTAP)
+//! is one reporter.
+
+use crate::klog::KernelLine;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a test or step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// The guest kernel crashed or the guest died.
+    Crash,
+    /// A deadline passed (boot or step).
+    Timeout,
+    /// Not run (an earlier step failed).
+    Skip,
+    /// modvm could not run the test (guest did not boot, I/O failure).
+    Error,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Crash => "CRASH",
+            Status::Timeout => "TIMEOUT",
+            Status::Skip => "SKIP",
+            Status::Error => "ERROR",
+        }
+    }
+}
+
+/// One step as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub index: usize,
+    /// e.g. "insmod hello".
+    pub description: String,
+    pub command: String,
+    pub status: Status,
+    pub expected_exit: i32,
+    pub exit: Option<i32>,
+    /// What the command printed.
+    pub output: String,
+    /// Kernel lines written during the step.
+    pub kernel_lines: Vec<KernelLine>,
+    /// Why the step did not pass, one entry per unmet expectation.
+    pub failures: Vec<String>,
+    pub duration_ms: u64,
+}
+
+/// One test as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    /// `<suite>/<test>`.
+    pub name: String,
+    pub kernel: String,
+    pub status: Status,
+    pub duration_ms: u64,
+    pub boot_ms: Option<u64>,
+    pub steps: Vec<StepResult>,
+    /// Test-level reason (boot failure, crash, timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Last kernel lines, for tests that ended without finishing a step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel_tail: Vec<KernelLine>,
+    pub artifacts: PathBuf,
+}
+
+/// Counts over a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub crashed: usize,
+    pub timed_out: usize,
+    pub skipped: usize,
+    pub errors: usize,
+    pub duration_ms: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, s: Status) {
+        self.total += 1;
+        match s {
+            Status::Pass => self.passed += 1,
+            Status::Fail => self.failed += 1,
+            Status::Crash => self.crashed += 1,
+            Status::Timeout => self.timed_out += 1,
+            Status::Skip => self.skipped += 1,
+            Status::Error => self.errors += 1,
+        }
+    }
+
+    /// True when nothing failed, crashed, timed out or errored.
+    pub fn ok(&self) -> bool {
+        self.passed + self.skipped == self.total
+    }
+}
+
+/// What the runner tells reporters, in order.
+#[derive(Debug)]
+pub enum Event<'a> {
+    RunStarted {
+        tests: usize,
+        kernel: &'a str,
+        accel: &'a str,
+        artifacts: &'a std::path::Path,
+    },
+    TestStarted {
+        name: &'a str,
+    },
+    Booted {
+        name: &'a str,
+        boot: Duration,
+    },
+    StepStarted {
+        name: &'a str,
+        index: usize,
+        description: &'a str,
+    },
+    TestFinished(&'a TestResult),
+    RunFinished(&'a Summary),
+}
+
+/// Consumes events.
+pub trait Reporter {
+    fn event(&mut self, event: &Event<'_>);
+}
+
+/// Fans events out to several reporters.
+#[derive(Default)]
+pub struct Reporters(pub Vec<Box<dyn Reporter>>);
+
+impl Reporter for Reporters {
+    fn event(&mut self, event: &Event<'_>) {
+        for r in &mut self.0 {
+            r.event(event);
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The QEMU command line, built by a pure function so it can be unit tested
+//! and saved beside each test's logs exactly as run.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// How the guest's CPU is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+/// Everything that decides one guest's command line.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub binary: PathBuf,
+    pub accel: Accel,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Extra kernel parameters from the kernel profile and the user.
+    pub extra_cmdline: String,
+    pub memory_mib: u32,
+    /// Unix socket QEMU listens on for the shell UART (ttyS0).
+    pub console_socket: PathBuf,
+}
+
+/// Kernel parameters every guest gets.
+///
+/// `console=ttyS1`: the kernel log has its own UART, read from QEMU's stdout.
+/// `panic=-1` with `-no-reboot`: a panic ends QEMU at once, so a crash is seen
+/// as the process exiting rather than as a timeout.
+pub const BASE_CMDLINE: &str = "console=ttyS1 panic=-1 rdinit=/init";
+
+impl QemuConfig {
+    /// The kernel command line as passed to `-append`.
+    pub fn cmdline(&self) -> String {
+        let extra = self.extra_cmdline.trim();
+        if extra.is_empty() {
+            BASE_CMDLINE.to_string()
+        } else {
+            format!("{BASE_CMDLINE} {extra}")
+        }
+    }
+
+    /// Arguments after the binary name.
+    ///
+    /// `-M pc -nodefaults` keeps the machine to two UARTs and nothing that
+    /// slows a TCG boot (GUIDE: PCI link IRQ probing costs ~0.5 s a line).
+    /// ttyS0 is a Unix socket that QEMU waits on (`wait=on`), so no console
+    /// byte is produced before modvm is connected; ttyS1 is QEMU's stdout.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |s: &str| a.push(OsString::from(s));
+        push("-M");
+        push("pc");
+        push("-nodefaults");
+        push("-no-user-config");
+        push("-display");
+        push("none");
+        push("-no-reboot");
+        push("-smp");
+        push("1");
+        push("-m");
+        push(&self.memory_mib.to_string());
+        match self.accel {
+            Accel::Kvm => {
+                push("-accel");
+                push("kvm");
+                push("-cpu");
+                push("host");
+            }
+            Accel::Tcg => {
+                push("-accel");
+                push("tcg");
+            }
+        }
+        push("-chardev");
+        push(&format!(
+            "socket,id=shell,path={},server=on,wait=on",
+            self.console_socket.display()
+        ));
+        push("-serial");
+        push("chardev:shell");
+        push("-chardev");
+        push("stdio,id=klog,signal=off");
+        push("-serial");
+        push("chardev:klog");
+        push("-kernel");
+        a.push(self.kernel.clone().into_os_string());
+        a.push("-initrd".into());
+        a.push(self.initrd.clone().into_os_string());
+        a.push("-append".into());
+        a.push(self.cmdline().into());
+        a
+    }
+
+    /// The whole command, shell-quoted, for the artifacts directory.
+    pub fn display(&self) -> String {
+        let mut out = shell_quote(&self.binary.to_string_lossy());
+        for arg in self.args() {
+            out.push(' ');
+            out.push_str(&shell_quote(&arg.to_string_lossy()));
+        }
+        out
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(accel: Accel) -> QemuConfig {
+        QemuConfig {
+            binary: "qemu-system-x86_64".into(),
+            accel,
+            kernel: "/k/vmlinuz".into(),
+            initrd: "/k/initrd.cpio".into(),
+            extra_cmdline: " quiet ".into(),
+            memory_mib: 256,
+            console_socket: "/run/x/console.sock".into(),
+        }
+    }
+
+    fn args(c: &QemuConfig) -> Vec<String> {
+        c.args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    fn value_after(args: &[String], flag: &str) -> Vec<String> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    #[test]
+    fn tcg_has_no_host_cpu() {
+        let a = args(&config(Accel::Tcg));
+        assert_eq!(value_after(&a, "-accel"), vec!["tcg"]);
+        assert!(value_after(&a, "-cpu").is_empty());
+    }
+
+    #[test]
+    fn kvm_uses_host_cpu() {
+        let a = args(&config(Accel::Kvm));
+        assert_eq!(value_after(&a, "-accel"), vec!["kvm"]);
+        assert_eq!(value_after(&a, "-cpu"), vec!["host"]);
+    }
+
+    #[test]
+    fn shell_uart_comes_first_and_kernel_log_second() {
+        let a = args(&config(Accel::Tcg));
+        assert_eq!(
+            value_after(&a, "-serial"),
+            vec!["chardev:shell", "chardev:klog"]
+        );
+        let chardevs = value_after(&a, "-chardev");
+        assert!(chardevs[0].contains("path=/run/x/console.sock,server=on,wait=on"));
+        assert!(chardevs[1].starts_with("stdio,id=klog"));
+    }
+
+    #[test]
+    fn cmdline_appends_extra_parameters() {
+        let c = config(Accel::Tcg);
+        assert_eq!(c.cmdline(), format!("{BASE_CMDLINE} quiet"));
+        assert_eq!(value_after(&args(&c), "-append"), vec![c.cmdline()]);
+        assert!(args(&c).contains(&"-no-reboot".to_string()));
+        assert!(args(&c).contains(&"-nodefaults".to_string()));
+    }
+
+    #[test]
+    fn display_quotes_what_needs_quoting() {
+        let s = config(Accel::Tcg).display();
+        assert!(s.starts_with("qemu-system-x86_64 -M pc"));
+        assert!(s.contains(&format!("-append '{BASE_CMDLINE} quiet'")));
+    }
+}

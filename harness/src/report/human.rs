@@ -1,0 +1,185 @@
+//! Output for a person: a live line while a test runs (on a terminal), one
+//! result line per test, the detail of each failure, and a summary.
+
+use crate::outcome::{Event, Reporter, Status, StepResult, TestResult};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+/// Kernel lines shown per failing step before eliding the start.
+const SHOWN_LINES: usize = 30;
+
+pub struct Human {
+    colour: bool,
+    verbose: bool,
+    spinner: Option<ProgressBar>,
+    out: Box<dyn Write + Send>,
+}
+
+impl Human {
+    /// Writes to stdout; colours and the live line only on a terminal.
+    pub fn stdout(verbose: bool) -> Human {
+        Human {
+            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            verbose,
+            spinner: None,
+            out: Box::new(std::io::stdout()),
+        }
+    }
+
+    fn paint(&self, status: Status) -> String {
+        let label = format!("{:<7}", status.label());
+        if !self.colour {
+            return label;
+        }
+        let code = match status {
+            Status::Pass => "32",
+            Status::Skip => "33",
+            _ => "31;1",
+        };
+        format!("\x1b[{code}m{label}\x1b[0m")
+    }
+
+    fn line(&mut self, s: &str) {
+        match &self.spinner {
+            Some(sp) => sp.suspend(|| {
+                let _ = writeln!(self.out, "{s}");
+            }),
+            None => {
+                let _ = writeln!(self.out, "{s}");
+            }
+        }
+    }
+
+    fn detail(&mut self, t: &TestResult) {
+        if let Some(m) = &t.message {
+            self.line(&format!("    {m}"));
+        }
+        for s in &t.steps {
+            if matches!(s.status, Status::Pass | Status::Skip) {
+                continue;
+            }
+            self.step_detail(s);
+        }
+        if t.steps.iter().all(|s| s.kernel_lines.is_empty()) && !t.kernel_tail.is_empty() {
+            self.line("    last kernel lines:");
+            for l in &t.kernel_tail {
+                self.line(&format!("      | {l}"));
+            }
+        }
+        self.line(&format!(
+            "    console, kernel log and QEMU command line: {}",
+            t.artifacts.display()
+        ));
+    }
+
+    fn step_detail(&mut self, s: &StepResult) {
+        self.line(&format!(
+            "    step {} ({}) {}:",
+            s.index + 1,
+            s.description,
+            s.status.label()
+        ));
+        for f in &s.failures {
+            self.line(&format!("      - {f}"));
+        }
+        if !s.output.trim().is_empty() {
+            self.line("      command output:");
+            for l in s.output.trim_end().lines() {
+                self.line(&format!("      > {l}"));
+            }
+        }
+        if s.kernel_lines.is_empty() {
+            self.line("      kernel lines seen in this step: (none)");
+        } else {
+            self.line("      kernel lines seen in this step:");
+            let skip = s.kernel_lines.len().saturating_sub(SHOWN_LINES);
+            if skip > 0 {
+                self.line(&format!("      | ... {skip} earlier lines in kernel.log"));
+            }
+            for l in &s.kernel_lines[skip..] {
+                self.line(&format!("      | {l}"));
+            }
+        }
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+impl Reporter for Human {
+    fn event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::RunStarted {
+                tests,
+                kernel,
+                accel,
+                artifacts,
+            } => {
+                self.line(&format!(
+                    "running {tests} test{} on {kernel} ({accel}); logs in {}",
+                    if *tests == 1 { "" } else { "s" },
+                    artifacts.display()
+                ));
+            }
+            Event::TestStarted { name } => {
+                let sp = ProgressBar::new_spinner();
+                sp.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                sp.set_message(format!("{name}: booting"));
+                sp.enable_steady_tick(Duration::from_millis(120));
+                self.spinner = Some(sp);
+            }
+            Event::Booted { name, boot } => {
+                if self.verbose {
+                    self.line(&format!("  {name}: guest ready in {:.2}s", boot.as_secs_f64()));
+                }
+            }
+            Event::StepStarted {
+                name,
+                index,
+                description,
+            } => {
+                if let Some(sp) = &self.spinner {
+                    sp.set_message(format!("{name}: step {} {description}", index + 1));
+                }
+                if self.verbose {
+                    self.line(&format!("  {name}: step {} {description}", index + 1));
+                }
+            }
+            Event::TestFinished(t) => {
+                if let Some(sp) = self.spinner.take() {
+                    sp.finish_and_clear();
+                }
+                let boot = t
+                    .boot_ms
+                    .map(|b| format!(" (boot {})", secs(b)))
+                    .unwrap_or_default();
+                let label = self.paint(t.status);
+                self.line(&format!("{label} {}  {}{boot}", t.name, secs(t.duration_ms)));
+                if !matches!(t.status, Status::Pass | Status::Skip) {
+                    self.detail(t);
+                } else if self.verbose {
+                    self.line(&format!("    logs: {}", t.artifacts.display()));
+                }
+            }
+            Event::RunFinished(s) => {
+                let mut parts = vec![format!("{} passed", s.passed), format!("{} failed", s.failed)];
+                for (n, what) in [
+                    (s.crashed, "crashed"),
+                    (s.timed_out, "timed out"),
+                    (s.errors, "errors"),
+                    (s.skipped, "skipped"),
+                ] {
+                    if n > 0 {
+                        parts.push(format!("{n} {what}"));
+                    }
+                }
+                self.line(&format!("\n{} in {}", parts.join(", "), secs(s.duration_ms)));
+            }
+        }
+    }
+}

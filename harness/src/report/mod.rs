@@ -1,0 +1,3 @@
+//! Reporters: each turns the runner's events into one kind of output.
+
+pub mod human;
