@@ -38,6 +38,37 @@ impl Status {
     }
 }
 
+/// One stack frame of a crash report, symbolised where possible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Frame {
+    pub function: String,
+    /// Offset into the function, from `func+0x1f/0x60`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Module the function lives in (`[hello]`), `None` for the kernel proper.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// Source file of the module under test, when symbolised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+}
+
+/// A kernel crash report cut out of the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Crash {
+    /// Normalised, syzkaller-style: "BUG: unable to handle kernel NULL pointer
+    /// dereference in hello_init", "WARNING in hello_exit".
+    pub title: String,
+    /// The report's lines, from its first line to the end of its trace.
+    pub report: Vec<String>,
+    /// Frames of the call trace (RIP first), most relevant first.
+    pub frames: Vec<Frame>,
+    /// Whether the kernel treats it as fatal to the guest (panic, oops).
+    pub fatal: bool,
+}
+
 /// One step as it ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepResult {
@@ -54,6 +85,12 @@ pub struct StepResult {
     pub kernel_lines: Vec<KernelLine>,
     /// Why the step did not pass, one entry per unmet expectation.
     pub failures: Vec<String>,
+    /// Kernel crash reports seen during the step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crashes: Vec<Crash>,
+    /// Kernel taint mask after the step (`/proc/sys/kernel/tainted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taint: Option<u64>,
     pub duration_ms: u64,
 }
 
@@ -70,6 +107,9 @@ pub struct TestResult {
     /// Test-level reason (boot failure, crash, timeout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The first crash of the test, when its status is `crash`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash: Option<Crash>,
     /// Last kernel lines, for tests that ended without finishing a step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kernel_tail: Vec<KernelLine>,

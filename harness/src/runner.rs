@@ -82,6 +82,7 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
         boot_ms: None,
         steps: Vec::new(),
         message: None,
+        crash: None,
         kernel_tail: Vec::new(),
         artifacts: dir.clone(),
     };
@@ -167,6 +168,8 @@ fn skipped(index: usize, step: &Step, description: String) -> StepResult {
         output: String::new(),
         kernel_lines: Vec::new(),
         failures: Vec::new(),
+        crashes: Vec::new(),
+        taint: None,
         duration_ms: 0,
     }
 }
@@ -184,6 +187,7 @@ fn run_step(guest: &mut Guest, index: usize, step: &Step, description: String) -
     match guest.console.run(&id, &command, deadline) {
         Ok(out) => {
             r.exit = Some(out.exit);
+            r.taint = Some(out.taint);
             r.output = out.output;
             r.kernel_lines = step_lines(&guest.klog, from, &id, Instant::now() + KLOG_GRACE);
             r.failures = check(step, out.exit, &r.kernel_lines);
