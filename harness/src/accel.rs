@@ -37,7 +37,11 @@ struct Verdict {
 
 /// Why `/dev/kvm` cannot be used, if it cannot even be opened.
 pub fn kvm_device_problem() -> Option<String> {
-    match std::fs::File::options().read(true).write(true).open("/dev/kvm") {
+    match std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         Ok(_) => None,
         Err(e) => Some(format!("/dev/kvm: {e}")),
     }
@@ -145,8 +149,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("v.json");
         let mut probe = || -> Result<(), String> { panic!("no probe expected") };
-        assert_eq!(decide(AccelMode::Tcg, &f, "k", &mut probe).accel, Accel::Tcg);
-        assert_eq!(decide(AccelMode::Kvm, &f, "k", &mut probe).accel, Accel::Kvm);
+        assert_eq!(
+            decide(AccelMode::Tcg, &f, "k", &mut probe).accel,
+            Accel::Tcg
+        );
+        assert_eq!(
+            decide(AccelMode::Kvm, &f, "k", &mut probe).accel,
+            Accel::Kvm
+        );
     }
 
     #[test]

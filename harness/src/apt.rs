@@ -102,7 +102,11 @@ impl Apt {
         c.arg("show").arg("--no-all-versions").arg(package);
         match self.run(c, None) {
             Ok(text) => parse_show(&text).ok_or_else(|| AptError::NotFound(package.to_string())),
-            Err(AptError::Failed { output, .. }) if output.contains("No packages found") || output.contains("Unable to locate") || output.contains("No package") => {
+            Err(AptError::Failed { output, .. })
+                if output.contains("No packages found")
+                    || output.contains("Unable to locate")
+                    || output.contains("No package") =>
+            {
                 Err(AptError::NotFound(package.to_string()))
             }
             Err(e) => Err(e),

@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "modvm", version, about = "Test Linux kernel modules inside throw-away QEMU guests")]
+#[command(
+    name = "modvm",
+    version,
+    about = "Test Linux kernel modules inside throw-away QEMU guests"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -159,8 +163,14 @@ fn doctor(args: &KitArgs) -> Result<bool> {
         }
     }
     match accel::kvm_device_problem() {
-        None => println!("ok       {:<20} openable; `--accel auto` probes it before use", "/dev/kvm"),
-        Some(p) => println!("note     {:<20} {p}: guests run under TCG (slower, works)", "/dev/kvm"),
+        None => println!(
+            "ok       {:<20} openable; `--accel auto` probes it before use",
+            "/dev/kvm"
+        ),
+        Some(p) => println!(
+            "note     {:<20} {p}: guests run under TCG (slower, works)",
+            "/dev/kvm"
+        ),
     }
     let cache = paths::cache_dir(args.cache.clone());
     match kernel::cached(&cache, &profile) {
@@ -197,7 +207,9 @@ fn test(args: TestArgs) -> Result<bool> {
             .iter()
             .filter(|t| {
                 let name = format!("{}/{}", loaded.suite, t.name);
-                args.filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
+                args.filter
+                    .as_ref()
+                    .is_none_or(|f| name.contains(f.as_str()))
             })
             .cloned()
             .collect();
@@ -278,7 +290,13 @@ fn probe_kvm(base: &QemuConfig, dir: &Path) -> Result<(), String> {
         Ok(_) => Ok(()),
         Err(e) => {
             let msg = e.to_string();
-            Err(msg.lines().next().unwrap_or("boot failed").chars().take(160).collect())
+            Err(msg
+                .lines()
+                .next()
+                .unwrap_or("boot failed")
+                .chars()
+                .take(160)
+                .collect())
         }
     }
 }
@@ -378,7 +396,9 @@ mod tests {
     #[test]
     fn test_defaults() {
         let cli = Cli::try_parse_from(["modvm", "test"]).unwrap();
-        let Command::Test(a) = cli.command else { panic!() };
+        let Command::Test(a) = cli.command else {
+            panic!()
+        };
         assert_eq!(a.accel, AccelMode::Auto);
         assert_eq!(a.kit.kernel, profile::DEFAULT_PROFILE);
         assert!(a.paths.is_empty());

@@ -164,7 +164,10 @@ impl Console {
         loop {
             let generation = self.state().generation;
             let attempt = match needle {
-                Needle::Text(t) => self.session.exp_string(t).map(|before| (before, t.to_string())),
+                Needle::Text(t) => self
+                    .session
+                    .exp_string(t)
+                    .map(|before| (before, t.to_string())),
                 Needle::Regex(r) => self.session.exp_regex(r),
             };
             match attempt {

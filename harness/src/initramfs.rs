@@ -35,7 +35,12 @@ pub fn write(spec: &InitramfsSpec, out: &Path) -> std::io::Result<()> {
         ino
     };
     for dir in ["bin", "dev", "proc", "sys", "tmp", "modules", "sbin", "usr"] {
-        w = Builder::new(dir).ino(next()).mode(DIR).nlink(2).write(w, 0).finish()?;
+        w = Builder::new(dir)
+            .ino(next())
+            .mode(DIR)
+            .nlink(2)
+            .write(w, 0)
+            .finish()?;
     }
     // The kernel opens /dev/console for init before devtmpfs is mounted.
     w = Builder::new("dev/console")
@@ -46,7 +51,13 @@ pub fn write(spec: &InitramfsSpec, out: &Path) -> std::io::Result<()> {
         .write(w, 0)
         .finish()?;
     w = add_bytes(w, "init", FILE_EXEC, spec.init.as_bytes(), next())?;
-    w = add_bytes(w, "bin/busybox", FILE_EXEC, &std::fs::read(&spec.busybox)?, next())?;
+    w = add_bytes(
+        w,
+        "bin/busybox",
+        FILE_EXEC,
+        &std::fs::read(&spec.busybox)?,
+        next(),
+    )?;
     for module in &spec.modules {
         let name = module
             .file_name()
@@ -60,7 +71,10 @@ pub fn write(spec: &InitramfsSpec, out: &Path) -> std::io::Result<()> {
 }
 
 fn add_bytes<W: Write>(w: W, name: &str, mode: u32, data: &[u8], ino: u32) -> std::io::Result<W> {
-    let mut fp = Builder::new(name).ino(ino).mode(mode).write(w, data.len() as u32);
+    let mut fp = Builder::new(name)
+        .ino(ino)
+        .mode(mode)
+        .write(w, data.len() as u32);
     fp.write_all(data)?;
     fp.finish()
 }

@@ -17,7 +17,9 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{dir} has neither a Kbuild nor a Makefile: add a Kbuild file with `obj-m := <name>.o`")]
+    #[error(
+        "{dir} has neither a Kbuild nor a Makefile: add a Kbuild file with `obj-m := <name>.o`"
+    )]
     NoKbuild { dir: PathBuf },
     #[error("cannot run make: {0} (install make)")]
     NoMake(std::io::Error),
@@ -147,10 +149,16 @@ mod tests {
         assert!(!dst.path().join("hello.ko").exists());
         assert!(!dst.path().join(".hello.o.cmd").exists());
 
-        let before = fs::metadata(dst.path().join("hello.c")).unwrap().modified().unwrap();
+        let before = fs::metadata(dst.path().join("hello.c"))
+            .unwrap()
+            .modified()
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         mirror(src.path(), dst.path()).unwrap();
-        let after = fs::metadata(dst.path().join("hello.c")).unwrap().modified().unwrap();
+        let after = fs::metadata(dst.path().join("hello.c"))
+            .unwrap()
+            .modified()
+            .unwrap();
         assert_eq!(before, after, "unchanged files are not rewritten");
     }
 

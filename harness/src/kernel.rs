@@ -45,7 +45,9 @@ pub enum KitError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("kernel profile `{profile}` is not in the cache ({cache}) and fetching it failed: {reason}")]
+    #[error(
+        "kernel profile `{profile}` is not in the cache ({cache}) and fetching it failed: {reason}"
+    )]
     Unavailable {
         profile: String,
         cache: PathBuf,
@@ -81,7 +83,8 @@ impl<F: FnMut(&str)> Progress for F {
 /// The kit already in the cache, if any (no network, no lock).
 pub fn cached(cache: &Path, profile: &KernelProfile) -> Option<Kit> {
     let dir = cache.join("kernels").join(&profile.name);
-    let current: Current = serde_json::from_slice(&fs::read(dir.join("current.json")).ok()?).ok()?;
+    let current: Current =
+        serde_json::from_slice(&fs::read(dir.join("current.json")).ok()?).ok()?;
     let kit: Kit =
         serde_json::from_slice(&fs::read(dir.join(&current.kit).join("kit.json")).ok()?).ok()?;
     (kit.vmlinuz.is_file() && kit.busybox.is_file() && kit.headers.is_dir()).then_some(kit)
@@ -118,7 +121,11 @@ pub fn ensure(
     })
 }
 
-fn fetch(cache: &Path, profile: &KernelProfile, progress: &mut dyn Progress) -> Result<Kit, KitError> {
+fn fetch(
+    cache: &Path,
+    profile: &KernelProfile,
+    progress: &mut dyn Progress,
+) -> Result<Kit, KitError> {
     let apt = Apt::new(&cache.join("apt"));
     progress.step("updating private package lists from the host's apt sources");
     apt.update()?;
@@ -171,13 +178,17 @@ fn fetch(cache: &Path, profile: &KernelProfile, progress: &mut dyn Progress) -> 
         .unwrap_or(&image.name)
         .trim_end_matches("-unsigned")
         .to_string();
-    let staged_headers = root.join("usr/src").join(format!("linux-headers-{release}"));
+    let staged_headers = root
+        .join("usr/src")
+        .join(format!("linux-headers-{release}"));
     let incomplete = |what: String| KitError::Incomplete {
         profile: profile.name.clone(),
         what,
     };
     if !staged_headers.join("Makefile").is_file() {
-        return Err(incomplete(format!("usr/src/linux-headers-{release}/Makefile")));
+        return Err(incomplete(format!(
+            "usr/src/linux-headers-{release}/Makefile"
+        )));
     }
     let vmlinuz_rel = Path::new("boot").join(format!("vmlinuz-{release}"));
     if !root.join(&vmlinuz_rel).is_file() {
@@ -193,13 +204,18 @@ fn fetch(cache: &Path, profile: &KernelProfile, progress: &mut dyn Progress) -> 
         release: release.clone(),
         version: image.version.clone(),
         vmlinuz: final_root.join(&vmlinuz_rel),
-        headers: final_root.join("usr/src").join(format!("linux-headers-{release}")),
+        headers: final_root
+            .join("usr/src")
+            .join(format!("linux-headers-{release}")),
         busybox: final_root.join("bin/busybox"),
     };
     relocate_makefile(&staged_headers.join("Makefile"), &final_root)?;
     let kit_json = staging.path().join("kit.json");
-    fs::write(&kit_json, serde_json::to_vec_pretty(&kit).expect("kit serialises"))
-        .map_err(io_err(&kit_json))?;
+    fs::write(
+        &kit_json,
+        serde_json::to_vec_pretty(&kit).expect("kit serialises"),
+    )
+    .map_err(io_err(&kit_json))?;
 
     if final_dir.exists() {
         // A refresh that resolved to the kit we already have.
@@ -309,12 +325,18 @@ mod tests {
 
     #[test]
     fn meta_package_is_followed_to_its_flavour() {
-        let meta = info("linux-image-cloud-amd64", &["linux-image-6.1.0-56-cloud-amd64"]);
+        let meta = info(
+            "linux-image-cloud-amd64",
+            &["linux-image-6.1.0-56-cloud-amd64"],
+        );
         assert_eq!(
             flavoured_target(&meta, "linux-image-").as_deref(),
             Some("linux-image-6.1.0-56-cloud-amd64")
         );
-        let bpo = info("linux-image-6.12-cloud-amd64", &["linux-image-6.12.95+deb12-cloud-amd64"]);
+        let bpo = info(
+            "linux-image-6.12-cloud-amd64",
+            &["linux-image-6.12.95+deb12-cloud-amd64"],
+        );
         assert_eq!(
             flavoured_target(&bpo, "linux-image-").as_deref(),
             Some("linux-image-6.12.95+deb12-cloud-amd64")

@@ -26,7 +26,9 @@ impl KernelLine {
         if let Some(rest) = raw.strip_prefix('[') {
             if let Some(end) = rest.find(']') {
                 if let Ok(t) = rest[..end].trim().parse::<f64>() {
-                    let text = rest[end + 1..].strip_prefix(' ').unwrap_or(&rest[end + 1..]);
+                    let text = rest[end + 1..]
+                        .strip_prefix(' ')
+                        .unwrap_or(&rest[end + 1..]);
                     return KernelLine {
                         time: Some(t),
                         text: text.to_string(),

@@ -22,7 +22,11 @@ pub fn required(compiler: &str) -> Vec<Tool> {
     vec![
         t("qemu-system-x86_64", "qemu-system-x86", "boots the guest"),
         t("make", "make", "builds the module (kbuild)"),
-        t(compiler, compiler, "the compiler the kernel headers were configured with"),
+        t(
+            compiler,
+            compiler,
+            "the compiler the kernel headers were configured with",
+        ),
         t("apt-get", "apt", "fetches the guest kernel and busybox"),
         t("dpkg-deb", "dpkg", "unpacks the fetched packages"),
     ]
@@ -45,7 +49,11 @@ fn is_executable(p: &std::path::Path) -> bool {
 
 /// The tools that are not on PATH.
 pub fn missing(tools: &[Tool]) -> Vec<Tool> {
-    tools.iter().filter(|t| find(&t.program).is_none()).cloned().collect()
+    tools
+        .iter()
+        .filter(|t| find(&t.program).is_none())
+        .cloned()
+        .collect()
 }
 
 /// The command a person runs to install `tools`.
@@ -77,7 +85,11 @@ pub fn ensure(tools: &[Tool], say: &mut dyn FnMut(&str)) -> Result<(), PrereqErr
     if missing.is_empty() {
         return Ok(());
     }
-    let names = missing.iter().map(|t| t.program.as_str()).collect::<Vec<_>>().join(", ");
+    let names = missing
+        .iter()
+        .map(|t| t.program.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     if !can_self_install() {
         return Err(PrereqError::Missing {
             names,
@@ -156,6 +168,6 @@ mod tests {
             package: "x".into(),
             why: "test".into(),
         };
-        assert_eq!(missing(&[t.clone()]), vec![t]);
+        assert_eq!(missing(std::slice::from_ref(&t)), vec![t]);
     }
 }

@@ -62,7 +62,13 @@ pub fn run(config: &RunConfig, tests: &[PlannedTest], reporter: &mut dyn Reporte
 /// A file-system-safe version of a test name.
 pub fn dir_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -264,7 +270,9 @@ pub fn check(step: &Step, exit: i32, lines: &[KernelLine]) -> Vec<String> {
             None => {
                 let anywhere = lines.iter().any(|l| expect.matches(&l.text));
                 failures.push(if anywhere {
-                    format!("expected {expect} after the previous expected line, but it came before it")
+                    format!(
+                        "expected {expect} after the previous expected line, but it came before it"
+                    )
                 } else {
                     format!("expected {expect} in the kernel log")
                 });
@@ -314,7 +322,10 @@ mod tests {
 
     #[test]
     fn order_matters() {
-        let s = step(vec![Expect::Contains("two".into()), Expect::Contains("one".into())]);
+        let s = step(vec![
+            Expect::Contains("two".into()),
+            Expect::Contains("one".into()),
+        ]);
         let lines = vec![line("one"), line("two")];
         let f = check(&s, 0, &lines);
         assert_eq!(f.len(), 1);
@@ -335,7 +346,10 @@ mod tests {
         let data = "[0.1] before\n[0.2] modvm-mark 2 begin\n[0.3] inside\n[0.4] modvm-mark 2 end\n[0.5] after\n";
         let log = KernelLog::start(std::io::Cursor::new(data.as_bytes().to_vec()), None);
         let got = step_lines(&log, 0, "2", Instant::now() + Duration::from_secs(5));
-        assert_eq!(got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), vec!["inside"]);
+        assert_eq!(
+            got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+            vec!["inside"]
+        );
     }
 
     #[test]

@@ -149,21 +149,20 @@ struct RawStep {
 impl TryFrom<RawStep> for Step {
     type Error = String;
     fn try_from(r: RawStep) -> Result<Step, String> {
-        let action = match (r.insmod, r.rmmod, r.run) {
-            (Some(m), None, None) => Action::Insmod(module_name(m)?),
-            (None, Some(m), None) => Action::Rmmod(module_name(m)?),
-            (None, None, Some(c)) if !c.trim().is_empty() => Action::Run(c),
-            (None, None, Some(_)) => return Err("`run` needs a command".into()),
-            (None, None, None) => {
-                return Err("a step needs one of `insmod`, `rmmod` or `run`".into())
-            }
-            _ => {
-                return Err(
+        let action =
+            match (r.insmod, r.rmmod, r.run) {
+                (Some(m), None, None) => Action::Insmod(module_name(m)?),
+                (None, Some(m), None) => Action::Rmmod(module_name(m)?),
+                (None, None, Some(c)) if !c.trim().is_empty() => Action::Run(c),
+                (None, None, Some(_)) => return Err("`run` needs a command".into()),
+                (None, None, None) => {
+                    return Err("a step needs one of `insmod`, `rmmod` or `run`".into())
+                }
+                _ => return Err(
                     "a step has exactly one of `insmod`, `rmmod` or `run`; split it into two steps"
                         .into(),
-                )
-            }
-        };
+                ),
+            };
         let timeout_s = r.timeout_s.unwrap_or(DEFAULT_STEP_TIMEOUT_S);
         if !(timeout_s > 0.0 && timeout_s <= 86400.0) {
             return Err(format!(
@@ -200,7 +199,11 @@ impl From<Step> for RawStep {
 /// A module name as insmod/rmmod see it: `hello`, not `hello.ko`.
 fn module_name(m: String) -> Result<String, String> {
     let name = m.strip_suffix(".ko").unwrap_or(&m).to_string();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(format!(
             "{m:?} is not a module name; give the name of the .ko without path, e.g. \"hello\""
         ));
@@ -251,7 +254,13 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     let spec = parse(&text, &file)?;
     let dir = file
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let suite = spec.suite.clone().unwrap_or_else(|| {
@@ -286,7 +295,10 @@ pub fn parse(text: &str, origin: &Path) -> Result<SpecFile, SpecError> {
     let mut seen = std::collections::HashSet::new();
     for t in &spec.tests {
         if !seen.insert(&t.name) {
-            return Err(semantic(format!("two tests are named {:?}; names must be unique", t.name)));
+            return Err(semantic(format!(
+                "two tests are named {:?}; names must be unique",
+                t.name
+            )));
         }
         if t.steps.is_empty() {
             return Err(semantic(format!("test {:?} has no steps", t.name)));
@@ -344,7 +356,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse(text, Path::new("m/modvm.json")).unwrap_err().to_string()
+        parse(text, Path::new("m/modvm.json"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -375,7 +389,9 @@ mod tests {
 
     #[test]
     fn unknown_expect_kind_suggests() {
-        let e = err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "kernel_log": [{"contain": "y"}]}]}]}"#);
+        let e = err(
+            r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "kernel_log": [{"contain": "y"}]}]}]}"#,
+        );
         assert!(e.contains("did you mean `contains`?"), "{e}");
     }
 
@@ -388,9 +404,13 @@ mod tests {
 
     #[test]
     fn step_needs_exactly_one_action() {
-        assert!(err(r#"{"tests": [{"name": "a", "steps": [{"exit": 1}]}]}"#).contains("needs one of"));
-        assert!(err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "rmmod": "x"}]}]}"#)
-            .contains("exactly one"));
+        assert!(
+            err(r#"{"tests": [{"name": "a", "steps": [{"exit": 1}]}]}"#).contains("needs one of")
+        );
+        assert!(
+            err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "rmmod": "x"}]}]}"#)
+                .contains("exactly one")
+        );
     }
 
     #[test]
@@ -401,8 +421,15 @@ mod tests {
 
     #[test]
     fn module_names_are_checked() {
-        assert!(err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "../x"}]}]}"#).contains("not a module name"));
-        let ok = parse(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x.ko"}]}]}"#, Path::new("f")).unwrap();
+        assert!(
+            err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "../x"}]}]}"#)
+                .contains("not a module name")
+        );
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "steps": [{"insmod": "x.ko"}]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
         assert_eq!(ok.tests[0].steps[0].action, Action::Insmod("x".into()));
     }
 

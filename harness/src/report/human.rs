@@ -135,7 +135,10 @@ impl Reporter for Human {
             }
             Event::Booted { name, boot } => {
                 if self.verbose {
-                    self.line(&format!("  {name}: guest ready in {:.2}s", boot.as_secs_f64()));
+                    self.line(&format!(
+                        "  {name}: guest ready in {:.2}s",
+                        boot.as_secs_f64()
+                    ));
                 }
             }
             Event::StepStarted {
@@ -159,7 +162,11 @@ impl Reporter for Human {
                     .map(|b| format!(" (boot {})", secs(b)))
                     .unwrap_or_default();
                 let label = self.paint(t.status);
-                self.line(&format!("{label} {}  {}{boot}", t.name, secs(t.duration_ms)));
+                self.line(&format!(
+                    "{label} {}  {}{boot}",
+                    t.name,
+                    secs(t.duration_ms)
+                ));
                 if !matches!(t.status, Status::Pass | Status::Skip) {
                     self.detail(t);
                 } else if self.verbose {
@@ -167,7 +174,10 @@ impl Reporter for Human {
                 }
             }
             Event::RunFinished(s) => {
-                let mut parts = vec![format!("{} passed", s.passed), format!("{} failed", s.failed)];
+                let mut parts = vec![
+                    format!("{} passed", s.passed),
+                    format!("{} failed", s.failed),
+                ];
                 for (n, what) in [
                     (s.crashed, "crashed"),
                     (s.timed_out, "timed out"),
@@ -178,7 +188,11 @@ impl Reporter for Human {
                         parts.push(format!("{n} {what}"));
                     }
                 }
-                self.line(&format!("\n{} in {}", parts.join(", "), secs(s.duration_ms)));
+                self.line(&format!(
+                    "\n{} in {}",
+                    parts.join(", "),
+                    secs(s.duration_ms)
+                ));
             }
         }
     }

@@ -1,0 +1,137 @@
+//! Helpers shared by the integration tests: run the real binary, copy the
+//! hello module, and watch for QEMU processes.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// The repository root (tests run from `harness/`).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Per-test output directory under the workspace's target dir.
+pub fn out_dir() -> PathBuf {
+    let d = repo().join("target").join("modvm-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    tempfile::tempdir_in(d).unwrap().keep()
+}
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_modvm"));
+    c.args(args).current_dir(repo()).env("NO_COLOR", "1");
+    if args.first() == Some(&"test") {
+        c.arg("--out").arg(out_dir());
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Runs modvm to completion.
+pub fn modvm(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = command(args, env).stdin(Stdio::null()).output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Starts modvm and returns at once.
+pub fn spawn_modvm(args: &[&str]) -> Child {
+    command(args, &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A scratch copy of `module/` (the user's module stays untouched).
+pub fn module_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["hello.c", "Kbuild", "Makefile", "modvm.json"] {
+        std::fs::copy(repo().join("module").join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+fn stat_fields(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    let comm = stat[stat.find('(')? + 1..close].to_string();
+    let mut rest = stat[close + 2..].split(' ');
+    let state = rest.next()?;
+    if state == "Z" {
+        return None;
+    }
+    let ppid = rest.next()?.parse().ok()?;
+    Some((comm, ppid))
+}
+
+/// QEMU processes whose parent is `parent`.
+pub fn qemu_children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            matches!(stat_fields(*pid), Some((comm, ppid)) if ppid == parent && comm.starts_with("qemu-system"))
+        })
+        .collect()
+}
+
+pub fn wait_for_qemu_child(parent: u32, timeout: Duration) -> Option<u32> {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if let Some(p) = qemu_children(parent).first() {
+            return Some(*p);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// True once `pid` no longer runs (or is a zombie).
+pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if stat_fields(pid).is_none() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// No QEMU left that this test process's modvm children started: any QEMU
+/// whose parent is gone would have been re-parented, so check that no QEMU
+/// runs with our kernel image from a modvm that already exited.
+pub fn assert_no_qemu_left_by_us() {
+    // Our modvm children have exited; their QEMUs, if any survived, would be
+    // orphans (parent 1 or a subreaper). PDEATHSIG makes that impossible.
+    for pid in qemu_children(1) {
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !cmdline.contains("modvm-"),
+            "orphaned QEMU {pid} left behind: {cmdline}"
+        );
+    }
+}
