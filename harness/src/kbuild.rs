@@ -6,6 +6,7 @@
 //! module directory is only ever read.
 
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,21 +60,34 @@ fn is_build_product(name: &str) -> bool {
         || name == "Module.symvers"
 }
 
-/// Mirrors sources from `src` into `dst`, copying only changed files.
-pub fn mirror(src: &Path, dst: &Path) -> Result<(), BuildError> {
+/// Mirrors sources from `src` into `dst`, copying only changed files, and
+/// returns a fingerprint of the sources (names and contents).
+pub fn mirror(src: &Path, dst: &Path) -> Result<u64, BuildError> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    mirror_into(src, dst, &mut hasher)?;
+    Ok(hasher.finish())
+}
+
+fn mirror_into(src: &Path, dst: &Path, hasher: &mut impl Hasher) -> Result<(), BuildError> {
     fs::create_dir_all(dst).map_err(io_err(dst))?;
-    for entry in fs::read_dir(src).map_err(io_err(src))? {
-        let entry = entry.map_err(io_err(src))?;
+    let mut entries = fs::read_dir(src)
+        .map_err(io_err(src))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io_err(src))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
         if is_build_product(&name) || name == "target" {
             continue;
         }
         let from = entry.path();
         let to = dst.join(&name);
+        name.hash(hasher);
         if from.is_dir() {
-            mirror(&from, &to)?;
+            mirror_into(&from, &to, hasher)?;
         } else if from.is_file() {
             let data = fs::read(&from).map_err(io_err(&from))?;
+            data.hash(hasher);
             if fs::read(&to).ok().as_deref() != Some(&data[..]) {
                 fs::write(&to, &data).map_err(io_err(&to))?;
             }
@@ -89,8 +103,25 @@ pub fn build(src: &Path, headers: &Path, build_dir: &Path) -> Result<Built, Buil
             dir: src.to_path_buf(),
         });
     }
-    mirror(src, build_dir)?;
+    let sources = mirror(src, build_dir)?;
     let build_abs = fs::canonicalize(build_dir).map_err(io_err(build_dir))?;
+    // Even a no-op kbuild run costs most of a second; skip it when neither
+    // the sources nor the headers changed since the last good build.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (sources, headers).hash(&mut hasher);
+    let stamp = format!("{:016x}\n", hasher.finish());
+    let stamp_path = build_abs.join(STAMP);
+    if fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+        if let Ok(modules) = built_modules(&build_abs) {
+            if !modules.is_empty() {
+                return Ok(Built {
+                    modules,
+                    log: "(unchanged since the last build)\n".into(),
+                });
+            }
+        }
+    }
+    let _ = fs::remove_file(&stamp_path);
     let out = Command::new("make")
         .arg("-C")
         .arg(headers)
@@ -112,18 +143,27 @@ pub fn build(src: &Path, headers: &Path, build_dir: &Path) -> Result<Built, Buil
             output: log,
         });
     }
-    let mut modules: Vec<PathBuf> = fs::read_dir(&build_abs)
-        .map_err(io_err(&build_abs))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
-        .collect();
-    modules.sort();
+    let modules = built_modules(&build_abs)?;
     if modules.is_empty() {
         return Err(BuildError::NoModules {
             dir: src.to_path_buf(),
         });
     }
+    fs::write(&stamp_path, stamp).map_err(io_err(&stamp_path))?;
     Ok(Built { modules, log })
+}
+
+/// Records the fingerprint of the last successful build in the build dir.
+const STAMP: &str = ".modvm-build-stamp";
+
+fn built_modules(dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
+    let mut modules: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
+        .collect();
+    modules.sort();
+    Ok(modules)
 }
 
 fn jobs() -> usize {
