@@ -6,8 +6,9 @@ use crate::kernel::{self, Kit};
 use crate::outcome::{Reporters, Summary};
 use crate::profile::{self, KernelProfile};
 use crate::qemu::{Accel, QemuConfig};
-use crate::runner::{self, PlannedTest, RunConfig};
-use crate::{initramfs, kbuild, paths, prereq, report, spec};
+use crate::runner::{self, RunConfig};
+use crate::report::human::{Human, Level};
+use crate::{paths, plan, prereq, spec};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Build the module(s), boot a guest per test, run the spec's steps.
     Test(TestArgs),
+    /// List the tests `test` would run, without building or booting.
+    List(ListArgs),
     /// Fetch the guest kernel kit into the cache (done by `test` when needed).
     Fetch(KitArgs),
     /// Check the host prerequisites and say how to fix what is missing.
@@ -49,8 +52,18 @@ pub struct KitArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct TestArgs {
+pub struct ListArgs {
     /// Module directories (holding modvm.json) or spec files [default: module]
+    pub paths: Vec<PathBuf>,
+    /// Only tests whose `suite/name` contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Module directories (holding modvm.json; without one, a smoke test
+    /// loads and unloads every module) or spec files [default: module]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub kit: KitArgs,
@@ -76,14 +89,43 @@ pub struct TestArgs {
     #[arg(long, default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
     /// Show each step and the module build's output.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// Print only failures and the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Stream every guest's console and kernel log to stderr while it runs.
+    #[arg(long)]
+    pub console: bool,
+    /// Boot with `panic_on_warn=1`: a kernel WARNING ends the guest at once.
+    #[arg(long)]
+    pub panic_on_warn: bool,
+    /// Boot with `oops=panic`: an oops ends the guest at once.
+    #[arg(long)]
+    pub panic_on_oops: bool,
 }
 
 /// Runs a parsed command; `Ok(false)` means tests failed.
 pub fn run(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Test(args) => test(args),
+        Command::List(args) => {
+            let specs = load_specs(&args.paths)?;
+            let mut n = 0;
+            for loaded in &specs {
+                for name in plan::selected(loaded, args.filter.as_deref()) {
+                    let origin = if loaded.smoke {
+                        format!("{} (no spec: smoke test)", loaded.dir.display())
+                    } else {
+                        loaded.path.display().to_string()
+                    };
+                    println!("{name:<40} {origin}");
+                    n += 1;
+                }
+            }
+            eprintln!("{n} test{}", if n == 1 { "" } else { "s" });
+            Ok(true)
+        }
         Command::Fetch(args) => {
             let profile = profile::load(&args.kernel)?;
             let tools = prereq::required(&profile.compiler);
@@ -190,6 +232,10 @@ fn doctor(args: &KitArgs) -> Result<bool> {
 
 fn test(args: TestArgs) -> Result<bool> {
     let specs = load_specs(&args.paths)?;
+    let filter = args.filter.as_deref();
+    if specs.iter().all(|s| plan::selected(s, filter).is_empty()) {
+        bail!("no test matches the filter {:?} (`modvm list` shows the tests)", filter.unwrap_or_default());
+    }
     let profile = profile::load(&args.kit.kernel)?;
     let mut tools = prereq::required(&profile.compiler);
     if args.qemu != Path::new("qemu-system-x86_64") {
@@ -199,63 +245,27 @@ fn test(args: TestArgs) -> Result<bool> {
     let kit = fetch_kit(&args.kit, &profile)?;
 
     let build_root = args.out.join("build").join(&profile.name);
-    let mut planned = Vec::new();
-    for loaded in &specs {
-        let tests: Vec<_> = loaded
-            .spec
-            .tests
-            .iter()
-            .filter(|t| {
-                let name = format!("{}/{}", loaded.suite, t.name);
-                args.filter
-                    .as_ref()
-                    .is_none_or(|f| name.contains(f.as_str()))
-            })
-            .cloned()
-            .collect();
-        if tests.is_empty() {
-            continue;
+    let verbose = args.verbose;
+    let planned = plan::prepare(&specs, filter, &kit, &build_root, &mut |log| {
+        if verbose {
+            eprint!("{log}");
         }
-        let build_dir = build_root.join(runner::dir_name(&loaded.suite));
-        let built = kbuild::build(&loaded.dir, &kit.headers, &build_dir)
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("cannot build the module in {}", loaded.dir.display()))?;
-        if args.verbose {
-            eprint!("{}", built.log);
-        }
-        check_modules_exist(loaded, &built.modules)?;
-        let initrd = build_root.join(format!("{}.cpio", runner::dir_name(&loaded.suite)));
-        initramfs::write(
-            &initramfs::InitramfsSpec {
-                busybox: kit.busybox.clone(),
-                init: initramfs::INIT.to_string(),
-                modules: built.modules.clone(),
-            },
-            &initrd,
-        )
-        .with_context(|| format!("cannot write {}", initrd.display()))?;
-        for t in tests {
-            planned.push(PlannedTest {
-                suite: loaded.suite.clone(),
-                spec: t,
-                initrd: initrd.clone(),
-            });
-        }
-    }
-    if planned.is_empty() {
-        bail!(
-            "no test matches the filter {:?}",
-            args.filter.clone().unwrap_or_default()
-        );
-    }
+    })?;
 
     let artifacts = new_run_dir(&args.out)?;
+    let mut extra = vec![profile.cmdline.clone(), args.append.clone()];
+    if args.panic_on_warn {
+        extra.push("panic_on_warn=1".into());
+    }
+    if args.panic_on_oops {
+        extra.push("oops=panic".into());
+    }
     let mut qemu = QemuConfig {
         binary: args.qemu.clone(),
         accel: Accel::Tcg,
         kernel: kit.vmlinuz.clone(),
         initrd: planned[0].initrd.clone(),
-        extra_cmdline: format!("{} {}", profile.cmdline, args.append),
+        extra_cmdline: extra.join(" ").split_whitespace().collect::<Vec<_>>().join(" "),
         memory_mib: args.memory,
         console_socket: PathBuf::new(),
     };
@@ -271,11 +281,20 @@ fn test(args: TestArgs) -> Result<bool> {
 
     let config = RunConfig {
         qemu,
+        profile: profile.name.clone(),
         kernel_name: format!("{} ({})", profile.name, kit.release),
         boot_timeout: Duration::from_secs_f64(args.boot_timeout.max(1.0)),
         artifacts,
+        echo_console: args.console,
     };
-    let mut reporters = Reporters(vec![Box::new(report::human::Human::stdout(args.verbose))]);
+    let level = if args.quiet {
+        Level::Quiet
+    } else if args.verbose {
+        Level::Verbose
+    } else {
+        Level::Normal
+    };
+    let mut reporters = Reporters(vec![Box::new(Human::stdout(level))]);
     let summary: Summary = runner::run(&config, &planned, &mut reporters);
     Ok(summary.ok())
 }
@@ -321,30 +340,6 @@ fn load_specs(paths: &[PathBuf]) -> Result<Vec<spec::LoadedSpec>> {
         specs.push(spec::load(p)?);
     }
     Ok(specs)
-}
-
-fn check_modules_exist(loaded: &spec::LoadedSpec, built: &[PathBuf]) -> Result<()> {
-    let names: Vec<String> = built
-        .iter()
-        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect();
-    for t in &loaded.spec.tests {
-        for (i, s) in t.steps.iter().enumerate() {
-            if let spec::Action::Insmod(m) = &s.action {
-                if !names.contains(m) {
-                    bail!(
-                        "{}: test {:?} step {} loads module `{m}`, but building {} produced only: {}",
-                        loaded.path.display(),
-                        t.name,
-                        i + 1,
-                        loaded.dir.display(),
-                        names.join(", ")
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `<out>/runs/<UTC stamp>-<pid>`, plus a `latest` link to it.

@@ -15,11 +15,17 @@
 use base64::Engine;
 use rexpect::error::Error as RexpectError;
 use rexpect::session::StreamSession;
-use std::fs::File;
-use std::io::{Read, Write};
+use crate::logsink::LogSink;
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
+
+/// How often a waiting command asks whether to give up early.
+pub const ABORT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long after the socket closed rexpect may take to report EOF.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Marker framing byte (ASCII record separator).
 const RS: char = '\u{1e}';
@@ -31,6 +37,8 @@ pub enum ConsoleError {
     Timeout { seen: String },
     #[error("the guest console closed (QEMU exited)")]
     Closed { seen: String },
+    #[error("stopped waiting: the kernel reported a crash")]
+    Aborted { seen: String },
     #[error("console I/O failed: {0}")]
     Io(String),
 }
@@ -39,7 +47,9 @@ impl ConsoleError {
     /// Console text received since the last completed exchange.
     pub fn seen(&self) -> &str {
         match self {
-            ConsoleError::Timeout { seen } | ConsoleError::Closed { seen } => seen,
+            ConsoleError::Timeout { seen }
+            | ConsoleError::Closed { seen }
+            | ConsoleError::Aborted { seen } => seen,
             ConsoleError::Io(_) => "",
         }
     }
@@ -66,7 +76,7 @@ type FeedSignal = Arc<(Mutex<FeedState>, Condvar)>;
 /// signals progress (see the module docs).
 struct Feed {
     inner: UnixStream,
-    tee: Option<File>,
+    tee: LogSink,
     signal: FeedSignal,
 }
 
@@ -76,11 +86,7 @@ impl Read for Feed {
         let r = self.inner.read(buf);
         match &r {
             Ok(0) | Err(_) => bump(&self.signal, true),
-            Ok(n) => {
-                if let Some(f) = self.tee.as_mut() {
-                    let _ = f.write_all(&buf[..*n]);
-                }
-            }
+            Ok(n) => self.tee.write(&buf[..*n]),
         }
         r
     }
@@ -107,7 +113,7 @@ enum Needle<'a> {
 
 impl Console {
     /// Wraps a connected ttyS0 socket; `tee` receives every byte read.
-    pub fn new(stream: UnixStream, tee: Option<File>) -> std::io::Result<Console> {
+    pub fn new(stream: UnixStream, tee: LogSink) -> std::io::Result<Console> {
         let writer = stream.try_clone()?;
         let signal: FeedSignal = Arc::default();
         let feed = Feed {
@@ -119,22 +125,28 @@ impl Console {
         Ok(Console { session, signal })
     }
 
-    /// Waits for the init's ready marker; returns the guest's kernel release.
-    pub fn wait_ready(&mut self, deadline: Instant) -> Result<String, ConsoleError> {
-        let re = format!("{RS}ready ([^{RS}]*){RS}");
-        let (_, matched) = self.expect(Needle::Regex(&re), deadline)?;
-        Ok(matched
-            .trim_matches(RS)
-            .trim_start_matches("ready ")
-            .to_string())
+    /// Waits for the init's ready marker; returns the guest's kernel release
+    /// and its taint mask after boot.
+    pub fn wait_ready(&mut self, deadline: Instant) -> Result<(String, u64), ConsoleError> {
+        let re = format!("{RS}ready ([^{RS} ]*) ([0-9]+){RS}");
+        let (_, matched) = self.expect(Needle::Regex(&re), deadline, &mut || false)?;
+        let fields: Vec<&str> = matched.trim_matches(['\n', RS]).split(' ').collect();
+        Ok((
+            fields.get(1).unwrap_or(&"").to_string(),
+            fields.get(2).and_then(|t| t.parse().ok()).unwrap_or(0),
+        ))
     }
 
-    /// Runs one shell command in the guest as step `id`.
+    /// Runs one shell command in the guest as step `id`. `abort` is asked
+    /// every [`ABORT_POLL`] while waiting; when it says true the wait ends
+    /// with [`ConsoleError::Aborted`] (the runner uses it when the kernel log
+    /// shows a crash that keeps the command from finishing).
     pub fn run(
         &mut self,
         id: &str,
         command: &str,
         deadline: Instant,
+        abort: &mut dyn FnMut() -> bool,
     ) -> Result<CommandOutput, ConsoleError> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(command);
         self.session
@@ -143,9 +155,9 @@ impl Console {
         self.session
             .flush()
             .map_err(|e| ConsoleError::Io(e.to_string()))?;
-        self.expect(Needle::Text(&format!("{RS}begin {id}{RS}\n")), deadline)?;
+        self.expect(Needle::Text(&format!("{RS}begin {id}{RS}\n")), deadline, abort)?;
         let end = format!("{RS}end {} ([0-9]+) ([0-9]+){RS}\n", regex::escape(id));
-        let (output, matched) = self.expect(Needle::Regex(&end), deadline)?;
+        let (output, matched) = self.expect(Needle::Regex(&end), deadline, abort)?;
         let fields: Vec<&str> = matched.trim_matches(['\n', RS]).split(' ').collect();
         let number = |i: usize| fields.get(i).and_then(|s| s.parse::<u64>().ok());
         Ok(CommandOutput {
@@ -160,7 +172,9 @@ impl Console {
         &mut self,
         needle: Needle<'_>,
         deadline: Instant,
+        abort: &mut dyn FnMut() -> bool,
     ) -> Result<(String, String), ConsoleError> {
+        let mut closed_since: Option<Instant> = None;
         loop {
             let generation = self.state().generation;
             let attempt = match needle {
@@ -173,12 +187,24 @@ impl Console {
             match attempt {
                 Ok(found) => return Ok(found),
                 Err(RexpectError::Timeout { got, .. }) => {
-                    if !self.wait_for_bytes(generation, deadline) {
-                        let seen = got.replace(RS, "");
+                    let seen = || got.replace(RS, "");
+                    if abort() {
+                        return Err(ConsoleError::Aborted { seen: seen() });
+                    }
+                    if self.state().closed {
+                        // rexpect reports EOF a moment after the socket
+                        // closes; don't wait for it longer than that.
+                        let since = *closed_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > CLOSE_GRACE {
+                            return Err(ConsoleError::Closed { seen: seen() });
+                        }
+                    }
+                    let slice = deadline.min(Instant::now() + ABORT_POLL);
+                    if !self.wait_for_bytes(generation, slice) && Instant::now() >= deadline {
                         return Err(if self.state().closed {
-                            ConsoleError::Closed { seen }
+                            ConsoleError::Closed { seen: seen() }
                         } else {
-                            ConsoleError::Timeout { seen }
+                            ConsoleError::Timeout { seen: seen() }
                         });
                     }
                 }

@@ -7,6 +7,7 @@
 use crate::children;
 use crate::console::{Console, ConsoleError};
 use crate::klog::KernelLog;
+use crate::logsink::LogSink;
 use crate::qemu::QemuConfig;
 use std::fs::File;
 use std::os::unix::net::UnixStream;
@@ -38,6 +39,8 @@ pub struct GuestLogs {
     pub console: PathBuf,
     pub kernel: PathBuf,
     pub qemu_stderr: PathBuf,
+    /// Also stream both to stderr (`--console`).
+    pub echo: bool,
 }
 
 impl GuestLogs {
@@ -47,6 +50,7 @@ impl GuestLogs {
             console: dir.join("console.log"),
             kernel: dir.join("kernel.log"),
             qemu_stderr: dir.join("qemu.stderr"),
+            echo: false,
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct Guest {
     pub klog: KernelLog,
     /// `uname -r` inside the guest.
     pub release: String,
+    /// Kernel taint mask once booted (the baseline for taint checks).
+    pub boot_taint: u64,
     pub boot_time: Duration,
     stderr_path: PathBuf,
     // Holds the console socket's directory until the guest is gone.
@@ -92,7 +98,10 @@ impl Guest {
         })?;
         children::register(child.id());
         let stdout = child.stdout.take().expect("stdout is piped");
-        let klog = KernelLog::start(stdout, Some(File::create(&logs.kernel)?));
+        let klog = KernelLog::start(
+            stdout,
+            LogSink::new(Some(File::create(&logs.kernel)?), logs.echo.then_some("kernel| ")),
+        );
 
         let mut guest_parts = (child, klog);
         let stream = match connect(&config.console_socket, &mut guest_parts.0, deadline) {
@@ -103,19 +112,24 @@ impl Guest {
             }
         };
         let (child, klog) = guest_parts;
-        let console = Console::new(stream, Some(File::create(&logs.console)?))?;
+        let console = Console::new(
+            stream,
+            LogSink::new(Some(File::create(&logs.console)?), logs.echo.then_some("guest | ")),
+        )?;
         let mut guest = Guest {
             child,
             console,
             klog,
             release: String::new(),
+            boot_taint: 0,
             boot_time: Duration::ZERO,
             stderr_path: logs.qemu_stderr.clone(),
             _run_dir: run_dir,
         };
         match guest.console.wait_ready(deadline) {
-            Ok(release) => {
+            Ok((release, taint)) => {
                 guest.release = release;
+                guest.boot_taint = taint;
                 guest.boot_time = started.elapsed();
                 Ok(guest)
             }

@@ -166,6 +166,48 @@ fn built_modules(dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
     Ok(modules)
 }
 
+/// Module names in an order insmod accepts: each after the modules it
+/// depends on (the `depends=` entry of its `.modinfo`), ties by name.
+pub fn load_order(modules: &[PathBuf]) -> Vec<String> {
+    let mut pending: Vec<(String, Vec<String>)> = modules
+        .iter()
+        .filter_map(|p| {
+            let name = p.file_stem()?.to_string_lossy().replace('-', "_");
+            let deps = fs::read(p).map(|b| modinfo_depends(&b)).unwrap_or_default();
+            Some((name, deps))
+        })
+        .collect();
+    pending.sort();
+    let names: Vec<String> = pending.iter().map(|(n, _)| n.clone()).collect();
+    let mut order: Vec<String> = Vec::new();
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|(_, deps)| {
+                deps.iter()
+                    .all(|d| order.contains(d) || !names.contains(d))
+            })
+            .unwrap_or(0); // a cycle: load in name order and let insmod say why
+        order.push(pending.remove(ready).0);
+    }
+    order
+}
+
+/// The `depends=a,b` field kbuild writes into a module's `.modinfo`.
+fn modinfo_depends(ko: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"\0depends=";
+    let Some(at) = ko.windows(KEY.len()).position(|w| w == KEY) else {
+        return Vec::new();
+    };
+    let rest = &ko[at + KEY.len()..];
+    let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end])
+        .split(',')
+        .filter(|d| !d.is_empty())
+        .map(|d| d.replace('-', "_"))
+        .collect()
+}
+
 fn jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -200,6 +242,16 @@ mod tests {
             .modified()
             .unwrap();
         assert_eq!(before, after, "unchanged files are not rewritten");
+    }
+
+    #[test]
+    fn load_order_puts_dependencies_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("a_user.ko");
+        let base = dir.path().join("z_base.ko");
+        fs::write(&user, b"\x7fELF\0license=GPL\0depends=z_base\0name=a_user\0").unwrap();
+        fs::write(&base, b"\x7fELF\0depends=\0name=z_base\0").unwrap();
+        assert_eq!(load_order(&[user, base]), vec!["z_base", "a_user"]);
     }
 
     #[test]

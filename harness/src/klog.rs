@@ -5,8 +5,8 @@
 //! Steps are cut out of the stream by the `modvm-mark <id> begin|end` lines
 //! that the guest writes to `/dev/kmsg` around each command.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use crate::logsink::LogSink;
+use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
@@ -17,6 +17,9 @@ pub struct KernelLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<f64>,
     pub text: String,
+    /// When the host received the line (to measure crash-report latency).
+    #[serde(skip)]
+    pub arrived: Option<Instant>,
 }
 
 impl KernelLine {
@@ -32,6 +35,7 @@ impl KernelLine {
                     return KernelLine {
                         time: Some(t),
                         text: text.to_string(),
+                        arrived: None,
                     };
                 }
             }
@@ -39,6 +43,7 @@ impl KernelLine {
         KernelLine {
             time: None,
             text: raw.to_string(),
+            arrived: None,
         }
     }
 }
@@ -71,7 +76,7 @@ pub fn marker(id: &str, edge: &str) -> String {
 
 impl KernelLog {
     /// Starts the reader thread over `source`, copying raw bytes to `tee`.
-    pub fn start(source: impl Read + Send + 'static, tee: Option<File>) -> KernelLog {
+    pub fn start(source: impl Read + Send + 'static, tee: LogSink) -> KernelLog {
         let log = KernelLog {
             shared: Arc::new((Mutex::new(State::default()), Condvar::new())),
         };
@@ -147,7 +152,7 @@ impl KernelLog {
     }
 }
 
-fn pump(mut source: impl Read, mut tee: Option<File>, shared: &(Mutex<State>, Condvar)) {
+fn pump(mut source: impl Read, mut tee: LogSink, shared: &(Mutex<State>, Condvar)) {
     let mut buf = [0u8; 8192];
     let mut partial: Vec<u8> = Vec::new();
     loop {
@@ -155,14 +160,15 @@ fn pump(mut source: impl Read, mut tee: Option<File>, shared: &(Mutex<State>, Co
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(f) = tee.as_mut() {
-            let _ = f.write_all(&buf[..n]);
-        }
+        tee.write(&buf[..n]);
         partial.extend_from_slice(&buf[..n]);
         let mut fresh = Vec::new();
+        let now = Instant::now();
         while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = partial.drain(..=pos).collect();
-            fresh.push(KernelLine::parse(&String::from_utf8_lossy(&line)));
+            let mut parsed = KernelLine::parse(&String::from_utf8_lossy(&line));
+            parsed.arrived = Some(now);
+            fresh.push(parsed);
         }
         if !fresh.is_empty() {
             let (lock, cond) = shared;
@@ -205,7 +211,7 @@ mod tests {
     #[test]
     fn stream_splits_lines_and_closes() {
         let data = b"[    0.1] a\r\n[    0.2] modvm-mark 1 begin\npartial".to_vec();
-        let log = KernelLog::start(std::io::Cursor::new(data), None);
+        let log = KernelLog::start(std::io::Cursor::new(data), LogSink::new(None, None));
         let deadline = Instant::now() + Duration::from_secs(5);
         assert!(!log.wait_until(deadline, |l| l.len() > 3));
         assert!(log.closed());

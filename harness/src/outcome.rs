@@ -77,7 +77,10 @@ pub struct StepResult {
     pub description: String,
     pub command: String,
     pub status: Status,
+    /// Expected exit status; with `expected_errno`, any non-zero status.
     pub expected_exit: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_errno: Option<String>,
     pub exit: Option<i32>,
     /// What the command printed.
     pub output: String,
@@ -107,9 +110,12 @@ pub struct TestResult {
     /// Test-level reason (boot failure, crash, timeout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// The first crash of the test, when its status is `crash`.
+    /// The first crash of the test (also for `expect_crash` tests that pass).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crash: Option<Crash>,
+    /// Time from the crash report's first line reaching modvm to the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_detect_ms: Option<u64>,
     /// Last kernel lines, for tests that ended without finishing a step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kernel_tail: Vec<KernelLine>,

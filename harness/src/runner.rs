@@ -1,36 +1,57 @@
 //! Runs tests: one fresh guest per test, steps in order, results as events.
+//!
+//! After every step the kernel log written during it is searched for crash
+//! reports and the taint mask is compared with the one before, so a crash is
+//! caught even when the command itself "succeeds". A crash ends the test
+//! (its guest is discarded); the next test boots a fresh guest.
 
 use crate::console::ConsoleError;
+use crate::crash;
 use crate::guest::{BootError, Guest, GuestLogs};
 use crate::klog::{marker, KernelLine, KernelLog};
-use crate::outcome::{Event, Reporter, Status, StepResult, Summary, TestResult};
+use crate::outcome::{Crash, Event, Reporter, Status, StepResult, Summary, TestResult};
 use crate::qemu::QemuConfig;
-use crate::spec::{Step, TestSpec};
+use crate::spec::{ExitExpect, Expect, Step, TestSpec};
+use crate::symbolize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long after a command's end marker its kernel-log marker may lag.
 const KLOG_GRACE: Duration = Duration::from_secs(2);
+/// How long a command may go on after the kernel reported a crash before
+/// the step is given up (a WARNING lets the command finish; a lockup never
+/// does).
+const CRASH_GRACE: Duration = Duration::from_secs(1);
+/// How long to wait for QEMU to close the kernel log after the guest died,
+/// so the whole panic report is in.
+const DEATH_GRACE: Duration = Duration::from_secs(2);
 /// Kernel lines kept with a test that ended abnormally.
 const TAIL_LINES: usize = 40;
 
 /// Everything tests of one run share.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// QEMU configuration; its `initrd` is replaced per test.
+    /// QEMU configuration; its `initrd` and kernel parameters are set per test.
     pub qemu: QemuConfig,
+    /// Profile name, matched against a test's `kernels`.
+    pub profile: String,
+    /// For reports: profile and release.
     pub kernel_name: String,
     pub boot_timeout: Duration,
     /// Root of this run's artifacts (`<out>/runs/<stamp>`).
     pub artifacts: PathBuf,
+    /// Stream each guest's console and kernel log to stderr.
+    pub echo_console: bool,
 }
 
-/// A test ready to run: its spec and the initramfs holding its modules.
+/// A test ready to run: its spec, the initramfs holding its modules, and
+/// the modules themselves (for symbolising crash frames).
 #[derive(Debug, Clone)]
 pub struct PlannedTest {
     pub suite: String,
     pub spec: TestSpec,
     pub initrd: PathBuf,
+    pub modules: Vec<PathBuf>,
 }
 
 impl PlannedTest {
@@ -62,13 +83,7 @@ pub fn run(config: &RunConfig, tests: &[PlannedTest], reporter: &mut dyn Reporte
 /// A file-system-safe version of a test name.
 pub fn dir_name(name: &str) -> String {
     name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
         .collect()
 }
 
@@ -89,16 +104,28 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
         steps: Vec::new(),
         message: None,
         crash: None,
+        crash_detect_ms: None,
         kernel_tail: Vec::new(),
         artifacts: dir.clone(),
     };
+    if !test.spec.runs_on(&config.profile) {
+        result.status = Status::Skip;
+        result.message = Some(format!(
+            "runs on {} only, not on {}",
+            test.spec.kernels.join(", "),
+            config.profile
+        ));
+        return result;
+    }
     let mut qemu = config.qemu.clone();
     qemu.initrd = test.initrd.clone();
+    qemu.extra_cmdline = format!("{} {}", qemu.extra_cmdline, test.spec.kernel_args());
     if let Err(e) = write_artifacts(&dir, test, &qemu) {
         result.message = Some(format!("cannot write artifacts to {}: {e}", dir.display()));
         return result;
     }
-    let logs = GuestLogs::in_dir(&dir);
+    let mut logs = GuestLogs::in_dir(&dir);
+    logs.echo = config.echo_console;
     match Guest::boot(&qemu, &logs, config.boot_timeout) {
         Ok(mut guest) => {
             result.boot_ms = Some(guest.boot_time.as_millis() as u64);
@@ -112,16 +139,47 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
             }
         }
         Err(e) => {
+            let tail = tail_of_file(&logs.kernel, 400);
             result.status = match e {
                 BootError::Timeout(_) => Status::Timeout,
                 _ => Status::Error,
             };
             result.message = Some(format!("boot failed: {e}"));
-            result.kernel_tail = tail_of_file(&logs.kernel, TAIL_LINES);
+            if let Some(c) = crash::detect(&tail).into_iter().next() {
+                result.status = Status::Crash;
+                result.message = Some(format!("the kernel crashed during boot: {}", c.title));
+                result.crash = Some(c);
+            }
+            result.kernel_tail = tail[tail.len().saturating_sub(TAIL_LINES)..].to_vec();
         }
     }
+    apply_expect_crash(&test.spec, &mut result);
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
+}
+
+/// A test that must crash passes when it crashed with a matching title.
+fn apply_expect_crash(spec: &TestSpec, result: &mut TestResult) {
+    let Some(want) = &spec.expect_crash else {
+        return;
+    };
+    let title = result.crash.as_ref().map(|c| c.title.clone());
+    match (result.status, title) {
+        (Status::Crash, Some(t)) if t.contains(want.as_str()) => {
+            result.status = Status::Pass;
+            result.message = Some(format!("crashed as expected: {t}"));
+        }
+        (Status::Crash, Some(t)) => {
+            result.message = Some(format!("expected a crash matching {want:?}, got: {t}"));
+        }
+        (Status::Pass | Status::Fail, _) => {
+            result.status = Status::Fail;
+            result.message = Some(format!(
+                "expected a crash matching {want:?}; the test ended without one"
+            ));
+        }
+        _ => {}
+    }
 }
 
 fn write_artifacts(dir: &Path, test: &PlannedTest, qemu: &QemuConfig) -> std::io::Result<()> {
@@ -141,35 +199,64 @@ fn run_steps(
     reporter: &mut dyn Reporter,
 ) {
     result.status = Status::Pass;
-    for (i, step) in test.spec.steps.iter().enumerate() {
-        let description = step.action.to_string();
-        if result.status != Status::Pass {
-            result.steps.push(skipped(i, step, description));
-            continue;
-        }
-        reporter.event(&Event::StepStarted {
-            name,
-            index: i,
-            description: &description,
-        });
-        let r = run_step(guest, i, step, description);
-        if r.status != Status::Pass {
-            result.status = r.status;
-            if r.status != Status::Fail {
-                result.message = r.failures.first().cloned();
+    let mut taint = guest.boot_taint;
+    let rounds = test.spec.repeat;
+    for round in 1..=rounds {
+        for (i, step) in test.spec.steps.iter().enumerate() {
+            let index = result.steps.len();
+            let (id, description) = if rounds > 1 {
+                (format!("{round}.{}", i + 1), format!("[{round}/{rounds}] {}", step.action))
+            } else {
+                ((i + 1).to_string(), step.action.to_string())
+            };
+            if result.status != Status::Pass {
+                // Only the first round's remaining steps are listed as skipped.
+                if round == 1 || result.steps.len() < test.spec.steps.len() {
+                    result.steps.push(skipped(index, step, description));
+                }
+                continue;
             }
+            reporter.event(&Event::StepStarted {
+                name,
+                index,
+                description: &description,
+            });
+            let outcome = run_step(guest, &id, index, step, description, &mut taint);
+            let mut r = outcome.result;
+            symbolize_all(&mut r.crashes, &test.modules);
+            if r.status != Status::Pass {
+                result.status = r.status;
+                if let Some(c) = r.crashes.first() {
+                    result.crash = Some(c.clone());
+                    result.crash_detect_ms = outcome.crash_detect_ms;
+                    result.message = Some(format!("{} during step {}", c.title, index + 1));
+                } else if r.status != Status::Fail {
+                    result.message = r.failures.first().cloned();
+                }
+            }
+            result.steps.push(r);
         }
-        result.steps.push(r);
+    }
+}
+
+fn symbolize_all(crashes: &mut [Crash], modules: &[PathBuf]) {
+    for c in crashes {
+        symbolize::symbolize(&mut c.frames, modules);
     }
 }
 
 fn skipped(index: usize, step: &Step, description: String) -> StepResult {
+    let (expected_exit, expected_errno) = match step.exit {
+        ExitExpect::Status(c) => (c, None),
+        ExitExpect::Errno(e) => (1, Some(e.name.to_string())),
+    };
     StepResult {
         index,
         description,
         command: step.action.command(),
         status: Status::Skip,
-        expected_exit: step.exit,
+        expected_exit,
+        expected_errno,
         exit: None,
         output: String::new(),
         kernel_lines: Vec::new(),
@@ -180,9 +267,20 @@ fn skipped(index: usize, step: &Step, description: String) -> StepResult {
     }
 }
 
-fn run_step(guest: &mut Guest, index: usize, step: &Step, description: String) -> StepResult {
+struct StepOutcome {
+    result: StepResult,
+    crash_detect_ms: Option<u64>,
+}
+
+fn run_step(
+    guest: &mut Guest,
+    id: &str,
+    index: usize,
+    step: &Step,
+    description: String,
+    taint: &mut u64,
+) -> StepOutcome {
     let started = Instant::now();
-    let id = (index + 1).to_string();
     let from = guest.klog.len();
     let deadline = started + Duration::from_secs_f64(step.timeout_s);
     let command = step.action.command();
@@ -190,14 +288,34 @@ fn run_step(guest: &mut Guest, index: usize, step: &Step, description: String) -
         command: command.clone(),
         ..skipped(index, step, description)
     };
-    match guest.console.run(&id, &command, deadline) {
+    let klog = guest.klog.clone();
+    let mut watch = CrashWatch::new(klog, from);
+    let outcome = guest
+        .console
+        .run(id, &command, deadline, &mut || watch.crashed_long_ago());
+    match outcome {
         Ok(out) => {
             r.exit = Some(out.exit);
             r.taint = Some(out.taint);
             r.output = out.output;
-            r.kernel_lines = step_lines(&guest.klog, from, &id, Instant::now() + KLOG_GRACE);
-            r.failures = check(step, out.exit, &r.kernel_lines);
-            r.status = if r.failures.is_empty() {
+            r.kernel_lines = step_lines(&guest.klog, from, id, Instant::now() + KLOG_GRACE);
+            r.crashes = crash::detect(&r.kernel_lines);
+            r.failures = check(step, out.exit, &r.output, &r.kernel_lines);
+            if let Some(msg) = crash::unexpected_taint(*taint, out.taint) {
+                r.failures.push(msg.clone());
+                if r.crashes.is_empty() {
+                    r.crashes.push(Crash {
+                        title: msg,
+                        report: Vec::new(),
+                        frames: Vec::new(),
+                        fatal: false,
+                    });
+                }
+            }
+            *taint = out.taint;
+            r.status = if !r.crashes.is_empty() {
+                Status::Crash
+            } else if r.failures.is_empty() {
                 Status::Pass
             } else {
                 Status::Fail
@@ -205,22 +323,40 @@ fn run_step(guest: &mut Guest, index: usize, step: &Step, description: String) -
         }
         Err(e) => {
             r.output = e.seen().to_string();
-            r.kernel_lines = step_lines(&guest.klog, from, &id, Instant::now());
+            if matches!(e, ConsoleError::Closed { .. }) {
+                // Let QEMU finish writing the panic before reading it.
+                guest.klog.wait_until(Instant::now() + DEATH_GRACE, |_| false);
+            }
+            r.kernel_lines = step_lines(&guest.klog, from, id, Instant::now());
+            r.crashes = crash::detect(&r.kernel_lines);
+            r.status = if r.crashes.is_empty() {
+                Status::Timeout
+            } else {
+                Status::Crash
+            };
             match e {
-                ConsoleError::Timeout { .. } => {
-                    r.status = Status::Timeout;
-                    r.failures.push(format!(
-                        "`{command}` did not finish within {:.1} s",
-                        step.timeout_s
-                    ));
-                }
+                ConsoleError::Timeout { .. } => r.failures.push(format!(
+                    "`{command}` did not finish within {:.1} s",
+                    step.timeout_s
+                )),
+                ConsoleError::Aborted { .. } => r.failures.push(format!(
+                    "`{command}` did not finish after the kernel reported a crash"
+                )),
                 ConsoleError::Closed { .. } => {
                     r.status = Status::Crash;
                     let exit = guest
                         .wait_exit(Duration::from_millis(500))
                         .unwrap_or_else(|| "still running".into());
-                    r.failures
-                        .push(format!("the guest died during `{command}` (QEMU: {exit})"));
+                    let msg = format!("the guest died during `{command}` (QEMU: {exit})");
+                    if r.crashes.is_empty() {
+                        r.crashes.push(Crash {
+                            title: "guest died without a crash report".into(),
+                            report: Vec::new(),
+                            frames: Vec::new(),
+                            fatal: true,
+                        });
+                    }
+                    r.failures.push(msg);
                 }
                 ConsoleError::Io(msg) => {
                     r.status = Status::Error;
@@ -229,8 +365,52 @@ fn run_step(guest: &mut Guest, index: usize, step: &Step, description: String) -
             }
         }
     }
+    let crash_detect_ms = first_crash_arrival(&r.kernel_lines, &r.crashes)
+        .map(|t| t.elapsed().as_millis() as u64);
     r.duration_ms = started.elapsed().as_millis() as u64;
-    r
+    StepOutcome {
+        result: r,
+        crash_detect_ms,
+    }
+}
+
+/// When the first line of the first crash report reached modvm.
+fn first_crash_arrival(lines: &[KernelLine], crashes: &[Crash]) -> Option<Instant> {
+    let first = crashes.first()?.report.first()?;
+    lines.iter().find(|l| &l.text == first)?.arrived
+}
+
+/// Watches the kernel log while a command runs, to give up on a command
+/// that a crash keeps from finishing.
+struct CrashWatch {
+    klog: KernelLog,
+    from: usize,
+    seen_len: usize,
+    crashed_at: Option<Instant>,
+}
+
+impl CrashWatch {
+    fn new(klog: KernelLog, from: usize) -> CrashWatch {
+        CrashWatch {
+            klog,
+            from,
+            seen_len: from,
+            crashed_at: None,
+        }
+    }
+
+    fn crashed_long_ago(&mut self) -> bool {
+        if self.crashed_at.is_none() {
+            let len = self.klog.len();
+            if len != self.seen_len {
+                self.seen_len = len;
+                if !crash::detect(&self.klog.lines_from(self.from)).is_empty() {
+                    self.crashed_at = Some(Instant::now());
+                }
+            }
+        }
+        self.crashed_at.is_some_and(|t| t.elapsed() >= CRASH_GRACE)
+    }
 }
 
 /// Kernel lines between the step's begin and end markers (or up to now).
@@ -254,32 +434,57 @@ fn step_lines(klog: &KernelLog, from: usize, id: &str, deadline: Instant) -> Vec
 }
 
 /// Unmet expectations of a finished step.
-pub fn check(step: &Step, exit: i32, lines: &[KernelLine]) -> Vec<String> {
+pub fn check(step: &Step, exit: i32, output: &str, lines: &[KernelLine]) -> Vec<String> {
     let mut failures = Vec::new();
-    if exit != step.exit {
-        failures.push(format!(
-            "`{}` exited with status {exit}, expected {}",
-            step.action.command(),
-            step.exit
-        ));
-    }
-    let mut next = 0;
-    for expect in &step.kernel_log {
-        match lines[next..].iter().position(|l| expect.matches(&l.text)) {
-            Some(p) => next += p + 1,
-            None => {
-                let anywhere = lines.iter().any(|l| expect.matches(&l.text));
-                failures.push(if anywhere {
-                    format!(
-                        "expected {expect} after the previous expected line, but it came before it"
-                    )
-                } else {
-                    format!("expected {expect} in the kernel log")
-                });
+    let command = step.action.command();
+    match step.exit {
+        ExitExpect::Status(want) if exit != want => failures.push(format!(
+            "`{command}` exited with status {exit}, expected {want}"
+        )),
+        ExitExpect::Errno(e) => {
+            if exit == 0 {
+                failures.push(format!(
+                    "`{command}` succeeded, expected it to fail with {} ({})",
+                    e.name, e.insmod_message
+                ));
+            } else if !output.contains(&format!(": {}", e.insmod_message)) {
+                failures.push(format!(
+                    "`{command}` failed, but not with {} (expected insmod to say {:?})",
+                    e.name, e.insmod_message
+                ));
             }
         }
+        _ => {}
     }
+    let output_lines: Vec<&str> = output.lines().collect();
+    in_order(&step.output, &output_lines, "in the command's output", &mut failures);
+    absent(&step.not_output, &output_lines, "the command's output", &mut failures);
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    in_order(&step.kernel_log, &texts, "in the kernel log", &mut failures);
+    absent(&step.not_kernel_log, &texts, "the kernel log", &mut failures);
     failures
+}
+
+fn in_order(expects: &[Expect], lines: &[&str], place: &str, failures: &mut Vec<String>) {
+    let mut next = 0;
+    for expect in expects {
+        match lines[next..].iter().position(|l| expect.matches(l)) {
+            Some(p) => next += p + 1,
+            None => failures.push(if lines.iter().any(|l| expect.matches(l)) {
+                format!("expected {expect} {place} after the previous expected line, but it came before it")
+            } else {
+                format!("expected {expect} {place}")
+            }),
+        }
+    }
+}
+
+fn absent(expects: &[Expect], lines: &[&str], place: &str, failures: &mut Vec<String>) {
+    for expect in expects {
+        if let Some(l) = lines.iter().find(|l| expect.matches(l)) {
+            failures.push(format!("{place} must not have {expect}, but had: {l}"));
+        }
+    }
 }
 
 fn tail_of_file(path: &Path, n: usize) -> Vec<KernelLine> {
@@ -295,7 +500,8 @@ fn tail_of_file(path: &Path, n: usize) -> Vec<KernelLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Action, Expect, Pattern};
+    use crate::logsink::LogSink;
+    use crate::spec::{Action, ModuleLoad, Pattern};
 
     fn line(t: &str) -> KernelLine {
         KernelLine::parse(t)
@@ -303,10 +509,8 @@ mod tests {
 
     fn step(expect: Vec<Expect>) -> Step {
         Step {
-            action: Action::Rmmod("hello".into()),
-            exit: 0,
             kernel_log: expect,
-            timeout_s: 5.0,
+            ..Step::action(Action::Rmmod("hello".into()))
         }
     }
 
@@ -317,17 +521,14 @@ mod tests {
             Expect::Regex(Pattern(regex::Regex::new("^two$").unwrap())),
         ]);
         let lines = vec![line("[1.0] one"), line("[1.1] noise"), line("[1.2] two")];
-        assert!(check(&s, 0, &lines).is_empty());
+        assert!(check(&s, 0, "", &lines).is_empty());
     }
 
     #[test]
     fn order_matters() {
-        let s = step(vec![
-            Expect::Contains("two".into()),
-            Expect::Contains("one".into()),
-        ]);
+        let s = step(vec![Expect::Contains("two".into()), Expect::Contains("one".into())]);
         let lines = vec![line("one"), line("two")];
-        let f = check(&s, 0, &lines);
+        let f = check(&s, 0, "", &lines);
         assert_eq!(f.len(), 1);
         assert!(f[0].contains("came before"), "{f:?}");
     }
@@ -335,21 +536,87 @@ mod tests {
     #[test]
     fn wrong_exit_and_missing_line_are_both_reported() {
         let s = step(vec![Expect::Contains("Goodbye".into())]);
-        let f = check(&s, 1, &[line("Hello")]);
+        let f = check(&s, 1, "", &[line("Hello")]);
         assert_eq!(f.len(), 2);
         assert!(f[0].contains("exited with status 1, expected 0"));
         assert!(f[1].contains("\"Goodbye\""));
     }
 
     #[test]
+    fn forbidden_lines_and_output_are_checked() {
+        let s = Step {
+            output: vec![Expect::Contains("count=3".into())],
+            not_output: vec![Expect::Contains("error".into())],
+            not_kernel_log: vec![Expect::Contains("leak".into())],
+            ..Step::action(Action::Run("cat /proc/x".into()))
+        };
+        assert!(check(&s, 0, "who=a count=3\n", &[line("fine")]).is_empty());
+        let f = check(&s, 0, "count=2\nerror here\n", &[line("a leak")]);
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert!(f[1].contains("must not have") && f[1].contains("error here"));
+        assert!(f[2].contains("a leak"));
+    }
+
+    #[test]
+    fn errno_expectation_reads_insmod_message() {
+        let s = Step {
+            exit: ExitExpect::Errno(crate::errno::lookup("EINVAL").unwrap()),
+            ..Step::action(Action::Insmod(ModuleLoad::named("x")))
+        };
+        let said = "insmod: can't insert '/modules/x.ko': Invalid argument\n";
+        assert!(check(&s, 1, said, &[]).is_empty());
+        assert_eq!(check(&s, 0, "", &[]).len(), 1);
+        let other = "insmod: can't insert '/modules/x.ko': No such device\n";
+        assert!(check(&s, 1, other, &[])[0].contains("not with EINVAL"));
+    }
+
+    #[test]
     fn step_lines_are_cut_at_markers() {
         let data = "[0.1] before\n[0.2] modvm-mark 2 begin\n[0.3] inside\n[0.4] modvm-mark 2 end\n[0.5] after\n";
-        let log = KernelLog::start(std::io::Cursor::new(data.as_bytes().to_vec()), None);
-        let got = step_lines(&log, 0, "2", Instant::now() + Duration::from_secs(5));
-        assert_eq!(
-            got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
-            vec!["inside"]
+        let log = KernelLog::start(
+            std::io::Cursor::new(data.as_bytes().to_vec()),
+            LogSink::new(None, None),
         );
+        let got = step_lines(&log, 0, "2", Instant::now() + Duration::from_secs(5));
+        assert_eq!(got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), vec!["inside"]);
+    }
+
+    fn result(status: Status, title: Option<&str>) -> TestResult {
+        TestResult {
+            name: "s/t".into(),
+            kernel: "k".into(),
+            status,
+            duration_ms: 0,
+            boot_ms: None,
+            steps: Vec::new(),
+            message: None,
+            crash: title.map(|t| Crash {
+                title: t.into(),
+                report: Vec::new(),
+                frames: Vec::new(),
+                fatal: true,
+            }),
+            crash_detect_ms: None,
+            kernel_tail: Vec::new(),
+            artifacts: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn expect_crash_turns_a_matching_crash_into_a_pass() {
+        let spec = TestSpec {
+            expect_crash: Some("NULL pointer".into()),
+            ..crate::spec::smoke_test(&["x".into()])
+        };
+        let mut r = result(Status::Crash, Some("BUG: kernel NULL pointer dereference in x_init"));
+        apply_expect_crash(&spec, &mut r);
+        assert_eq!(r.status, Status::Pass);
+        let mut r = result(Status::Crash, Some("WARNING in x_exit"));
+        apply_expect_crash(&spec, &mut r);
+        assert_eq!(r.status, Status::Crash);
+        let mut r = result(Status::Pass, None);
+        apply_expect_crash(&spec, &mut r);
+        assert_eq!(r.status, Status::Fail);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use crate::errno::{self, Errno};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The file name modvm looks for in a module directory.
@@ -17,17 +19,195 @@ pub const DEFAULT_STEP_TIMEOUT_S: f64 = 30.0;
 #[serde(deny_unknown_fields)]
 pub struct SpecFile {
     /// Name that prefixes the test names; defaults to the directory's name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite: Option<String>,
     pub tests: Vec<TestSpec>,
 }
 
-/// One test: a fresh guest, steps run in order.
+/// One test: a fresh guest, steps run in order (`repeat` times).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawTest", into = "RawTest")]
 pub struct TestSpec {
     pub name: String,
+    /// Steps with the `modules` shorthand already expanded.
     pub steps: Vec<Step>,
+    /// How many times the steps run in the same guest.
+    pub repeat: u32,
+    /// Kernel profiles the test runs on; empty means any.
+    pub kernels: Vec<String>,
+    /// The test must crash with a title containing this text.
+    pub expect_crash: Option<String>,
+    /// Boot with `panic_on_warn=1`: any WARNING ends the guest.
+    pub panic_on_warn: bool,
+    /// Boot with `oops=panic`: any oops ends the guest.
+    pub panic_on_oops: bool,
+}
+
+impl TestSpec {
+    /// Kernel parameters the test asks for.
+    pub fn kernel_args(&self) -> String {
+        let mut a = Vec::new();
+        if self.panic_on_warn {
+            a.push("panic_on_warn=1");
+        }
+        if self.panic_on_oops {
+            a.push("oops=panic");
+        }
+        a.join(" ")
+    }
+
+    /// Whether the test runs on `profile`.
+    pub fn runs_on(&self, profile: &str) -> bool {
+        self.kernels.is_empty() || self.kernels.iter().any(|k| k == profile)
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: String,
+    /// Shorthand: insmod these in order before `steps`, rmmod them in
+    /// reverse order after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    modules: Vec<ModuleLoad>,
+    #[serde(default)]
+    steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repeat: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kernels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expect_crash: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    panic_on_warn: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    panic_on_oops: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl TryFrom<RawTest> for TestSpec {
+    type Error = String;
+    fn try_from(r: RawTest) -> Result<TestSpec, String> {
+        if r.name.trim().is_empty() {
+            return Err("a test needs a non-empty `name`".into());
+        }
+        let repeat = r.repeat.unwrap_or(1);
+        if repeat == 0 || repeat > 10_000 {
+            return Err(format!("`repeat` must be between 1 and 10000, not {repeat}"));
+        }
+        if matches!(&r.expect_crash, Some(t) if t.trim().is_empty()) {
+            return Err("`expect_crash` needs part of the expected crash title, e.g. \"NULL pointer dereference\"".into());
+        }
+        let mut steps: Vec<Step> = r.modules.iter().map(|m| Step::action(Action::Insmod(m.clone()))).collect();
+        steps.extend(r.steps);
+        steps.extend(
+            r.modules
+                .iter()
+                .rev()
+                .map(|m| Step::action(Action::Rmmod(m.name.clone()))),
+        );
+        if steps.is_empty() {
+            return Err(format!("test {:?} has no steps; add `steps` or `modules`", r.name));
+        }
+        Ok(TestSpec {
+            name: r.name,
+            steps,
+            repeat,
+            kernels: r.kernels,
+            expect_crash: r.expect_crash,
+            panic_on_warn: r.panic_on_warn,
+            panic_on_oops: r.panic_on_oops,
+        })
+    }
+}
+
+impl From<TestSpec> for RawTest {
+    fn from(t: TestSpec) -> RawTest {
+        RawTest {
+            name: t.name,
+            modules: Vec::new(),
+            steps: t.steps,
+            repeat: (t.repeat != 1).then_some(t.repeat),
+            kernels: t.kernels,
+            expect_crash: t.expect_crash,
+            panic_on_warn: t.panic_on_warn,
+            panic_on_oops: t.panic_on_oops,
+        }
+    }
+}
+
+/// A module to load, with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModuleLoad {
+    pub name: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+}
+
+impl ModuleLoad {
+    pub fn named(name: &str) -> ModuleLoad {
+        ModuleLoad {
+            name: name.to_string(),
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+/// `"hello"` or `{"name": "hello", "params": {"who": "world", "count": 3}}`.
+impl<'de> Deserialize<'de> for ModuleLoad {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ModuleLoad;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a module name or {\"name\": ..., \"params\": {...}}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ModuleLoad, E> {
+                module_name(v).map(|n| ModuleLoad::named(&n)).map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ModuleLoad, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Full {
+                    name: String,
+                    #[serde(default)]
+                    params: BTreeMap<String, ParamValue>,
+                }
+                let full = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let name = module_name(&full.name).map_err(serde::de::Error::custom)?;
+                let mut params = BTreeMap::new();
+                for (k, v) in full.params {
+                    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(serde::de::Error::custom(format!(
+                            "{k:?} is not a module parameter name (letters, digits and _)"
+                        )));
+                    }
+                    params.insert(k, v.0);
+                }
+                Ok(ModuleLoad { name, params })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A parameter value: string, number or boolean, passed to insmod as text.
+struct ParamValue(String);
+
+impl<'de> Deserialize<'de> for ParamValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(ParamValue(s)),
+            serde_json::Value::Number(n) => Ok(ParamValue(n.to_string())),
+            serde_json::Value::Bool(b) => Ok(ParamValue(if b { "Y" } else { "N" }.into())),
+            other => Err(serde::de::Error::custom(format!(
+                "a module parameter is a string, number or boolean, not {other}"
+            ))),
+        }
+    }
 }
 
 /// One command in the guest and what it must produce.
@@ -35,18 +215,48 @@ pub struct TestSpec {
 #[serde(try_from = "RawStep", into = "RawStep")]
 pub struct Step {
     pub action: Action,
-    /// Expected exit status of the command.
-    pub exit: i32,
+    /// How the command must end.
+    pub exit: ExitExpect,
+    /// Lines the command's output must contain, in order.
+    pub output: Vec<Expect>,
+    /// Lines the command's output must not contain.
+    pub not_output: Vec<Expect>,
     /// printk lines that must appear during the step, in this order.
     pub kernel_log: Vec<Expect>,
+    /// printk lines that must not appear during the step.
+    pub not_kernel_log: Vec<Expect>,
     pub timeout_s: f64,
+}
+
+impl Step {
+    /// A step that only runs `action` and expects success.
+    pub fn action(action: Action) -> Step {
+        Step {
+            action,
+            exit: ExitExpect::Status(0),
+            output: Vec::new(),
+            not_output: Vec::new(),
+            kernel_log: Vec::new(),
+            not_kernel_log: Vec::new(),
+            timeout_s: DEFAULT_STEP_TIMEOUT_S,
+        }
+    }
+}
+
+/// The expected end of a command.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExitExpect {
+    Status(i32),
+    /// insmod fails with this errno (exit status non-zero and busybox's
+    /// message for the errno in the output).
+    Errno(Errno),
 }
 
 /// What a step does in the guest.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// `insmod /modules/<name>.ko`
-    Insmod(String),
+    /// `insmod /modules/<name>.ko [params]`
+    Insmod(ModuleLoad),
     /// `rmmod <name>`
     Rmmod(String),
     /// Any shell command (run from `/modules`).
@@ -57,7 +267,14 @@ impl Action {
     /// The shell command sent to the guest.
     pub fn command(&self) -> String {
         match self {
-            Action::Insmod(m) => format!("insmod /modules/{m}.ko"),
+            Action::Insmod(m) => {
+                let mut c = format!("insmod /modules/{}.ko", m.name);
+                for (k, v) in &m.params {
+                    c.push(' ');
+                    c.push_str(&shell_quote(&format!("{k}={}", kernel_quote(v))));
+                }
+                c
+            }
             Action::Rmmod(m) => format!("rmmod {m}"),
             Action::Run(c) => c.clone(),
         }
@@ -66,25 +283,47 @@ impl Action {
     /// Module named by insmod/rmmod, if any.
     pub fn module(&self) -> Option<&str> {
         match self {
-            Action::Insmod(m) | Action::Rmmod(m) => Some(m),
+            Action::Insmod(m) => Some(&m.name),
+            Action::Rmmod(m) => Some(m),
             Action::Run(_) => None,
         }
+    }
+}
+
+/// The kernel splits module arguments at spaces unless double-quoted.
+fn kernel_quote(v: &str) -> String {
+    if v.contains(' ') {
+        format!("\"{v}\"")
+    } else {
+        v.to_string()
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.=,:/+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::Insmod(m) => write!(f, "insmod {m}"),
+            Action::Insmod(m) if m.params.is_empty() => write!(f, "insmod {}", m.name),
+            Action::Insmod(m) => {
+                let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                write!(f, "insmod {} {}", m.name, params.join(" "))
+            }
             Action::Rmmod(m) => write!(f, "rmmod {m}"),
             Action::Run(c) => write!(f, "run `{c}`"),
         }
     }
 }
 
-/// An expected kernel log line.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
+/// An expected line: `"text"` (contains), `{"contains": "text"}` or
+/// `{"regex": "^text$"}`.
+#[derive(Debug, Clone)]
 pub enum Expect {
     /// The line contains this text.
     Contains(String),
@@ -98,6 +337,53 @@ impl Expect {
             Expect::Contains(s) => line.contains(s.as_str()),
             Expect::Regex(p) => p.0.is_match(line),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for Expect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Expect;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, {\"contains\": \"...\"} or {\"regex\": \"...\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Expect, E> {
+                Ok(Expect::Contains(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Expect, A::Error> {
+                const KINDS: &[&str] = &["contains", "regex"];
+                let Some(kind) = map.next_key::<String>()? else {
+                    return Err(serde::de::Error::custom(
+                        "an expectation needs `contains` or `regex`",
+                    ));
+                };
+                let e = match kind.as_str() {
+                    "contains" => Expect::Contains(map.next_value()?),
+                    "regex" => Expect::Regex(map.next_value()?),
+                    other => return Err(serde::de::Error::unknown_variant(other, KINDS)),
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(serde::de::Error::custom(
+                        "an expectation has exactly one of `contains` or `regex`; write two expectations",
+                    ));
+                }
+                Ok(e)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Expect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match self {
+            Expect::Contains(t) => m.serialize_entry("contains", t)?,
+            Expect::Regex(p) => m.serialize_entry("regex", p)?,
+        }
+        m.end()
     }
 }
 
@@ -134,35 +420,88 @@ impl Serialize for Pattern {
 struct RawStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     insmod: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    params: BTreeMap<String, ParamText>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rmmod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run: Option<String>,
-    #[serde(default)]
-    exit: i32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    errno: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    output: Vec<Expect>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    not_output: Vec<Expect>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     kernel_log: Vec<Expect>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    not_kernel_log: Vec<Expect>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timeout_s: Option<f64>,
+}
+
+/// A parameter value as read (string, number or boolean) and written back.
+struct ParamText(String);
+
+impl<'de> Deserialize<'de> for ParamText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ParamValue::deserialize(d).map(|v| ParamText(v.0))
+    }
+}
+
+impl Serialize for ParamText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
 }
 
 impl TryFrom<RawStep> for Step {
     type Error = String;
     fn try_from(r: RawStep) -> Result<Step, String> {
-        let action =
-            match (r.insmod, r.rmmod, r.run) {
-                (Some(m), None, None) => Action::Insmod(module_name(m)?),
-                (None, Some(m), None) => Action::Rmmod(module_name(m)?),
-                (None, None, Some(c)) if !c.trim().is_empty() => Action::Run(c),
-                (None, None, Some(_)) => return Err("`run` needs a command".into()),
-                (None, None, None) => {
-                    return Err("a step needs one of `insmod`, `rmmod` or `run`".into())
+        if !r.params.is_empty() && r.insmod.is_none() {
+            return Err("`params` belongs to an `insmod` step".into());
+        }
+        let action = match (r.insmod, r.rmmod, r.run) {
+            (Some(m), None, None) => {
+                let mut load = ModuleLoad::named(&module_name(&m)?);
+                for (k, v) in r.params {
+                    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(format!("{k:?} is not a module parameter name (letters, digits and _)"));
+                    }
+                    load.params.insert(k, v.0);
                 }
-                _ => return Err(
+                Action::Insmod(load)
+            }
+            (None, Some(m), None) => Action::Rmmod(module_name(&m)?),
+            (None, None, Some(c)) if !c.trim().is_empty() => Action::Run(c),
+            (None, None, Some(_)) => return Err("`run` needs a command".into()),
+            (None, None, None) => {
+                return Err("a step needs one of `insmod`, `rmmod` or `run`".into())
+            }
+            _ => {
+                return Err(
                     "a step has exactly one of `insmod`, `rmmod` or `run`; split it into two steps"
                         .into(),
-                ),
-            };
+                )
+            }
+        };
+        let exit = match (r.exit, r.errno) {
+            (Some(_), Some(_)) => {
+                return Err("give `exit` or `errno`, not both (`errno` implies a failing insmod)".into())
+            }
+            (None, Some(e)) => {
+                if !matches!(action, Action::Insmod(_)) {
+                    return Err("`errno` belongs to an `insmod` step; for other commands use `exit`".into());
+                }
+                ExitExpect::Errno(errno::lookup(&e).ok_or_else(|| {
+                    format!("unknown errno {e:?}; known: {}", errno::names().join(", "))
+                })?)
+            }
+            (Some(code), None) => ExitExpect::Status(code),
+            (None, None) => ExitExpect::Status(0),
+        };
         let timeout_s = r.timeout_s.unwrap_or(DEFAULT_STEP_TIMEOUT_S);
         if !(timeout_s > 0.0 && timeout_s <= 86400.0) {
             return Err(format!(
@@ -171,8 +510,11 @@ impl TryFrom<RawStep> for Step {
         }
         Ok(Step {
             action,
-            exit: r.exit,
+            exit,
+            output: r.output,
+            not_output: r.not_output,
             kernel_log: r.kernel_log,
+            not_kernel_log: r.not_kernel_log,
             timeout_s,
         })
     }
@@ -180,35 +522,66 @@ impl TryFrom<RawStep> for Step {
 
 impl From<Step> for RawStep {
     fn from(s: Step) -> RawStep {
+        let mut params = BTreeMap::new();
         let (insmod, rmmod, run) = match s.action {
-            Action::Insmod(m) => (Some(m), None, None),
+            Action::Insmod(m) => {
+                params = m.params.into_iter().map(|(k, v)| (k, ParamText(v))).collect();
+                (Some(m.name), None, None)
+            }
             Action::Rmmod(m) => (None, Some(m), None),
             Action::Run(c) => (None, None, Some(c)),
         };
+        let (exit, errno) = match s.exit {
+            ExitExpect::Status(c) => (Some(c), None),
+            ExitExpect::Errno(e) => (None, Some(e.name.to_string())),
+        };
         RawStep {
             insmod,
+            params,
             rmmod,
             run,
-            exit: s.exit,
+            exit,
+            errno,
+            output: s.output,
+            not_output: s.not_output,
             kernel_log: s.kernel_log,
+            not_kernel_log: s.not_kernel_log,
             timeout_s: Some(s.timeout_s),
         }
     }
 }
 
 /// A module name as insmod/rmmod see it: `hello`, not `hello.ko`.
-fn module_name(m: String) -> Result<String, String> {
-    let name = m.strip_suffix(".ko").unwrap_or(&m).to_string();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+fn module_name(m: &str) -> Result<String, String> {
+    let name = m.strip_suffix(".ko").unwrap_or(m).to_string();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(format!(
             "{m:?} is not a module name; give the name of the .ko without path, e.g. \"hello\""
         ));
     }
     Ok(name)
+}
+
+/// The test a module directory without a spec gets: load every module
+/// (dependencies first), unload in reverse; the runner's crash and taint
+/// checks do the rest.
+pub fn smoke_test(modules_in_load_order: &[String]) -> TestSpec {
+    let load = modules_in_load_order
+        .iter()
+        .map(|m| Step::action(Action::Insmod(ModuleLoad::named(m))));
+    let unload = modules_in_load_order
+        .iter()
+        .rev()
+        .map(|m| Step::action(Action::Rmmod(m.clone())));
+    TestSpec {
+        name: "smoke".into(),
+        steps: load.chain(unload).collect(),
+        repeat: 1,
+        kernels: Vec::new(),
+        expect_crash: None,
+        panic_on_warn: false,
+        panic_on_oops: false,
+    }
 }
 
 /// A spec that could not be used.
@@ -230,37 +603,45 @@ pub enum SpecError {
     Semantic { path: PathBuf, message: String },
 }
 
-/// A spec file with where it came from.
+/// A spec file (or a module directory without one) with where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedSpec {
+    /// The spec file; for a directory without one, where it would be.
     pub path: PathBuf,
     /// The module directory (the spec's parent).
     pub dir: PathBuf,
     pub suite: String,
     pub spec: SpecFile,
+    /// No spec file: the tests are one smoke test made after the build.
+    pub smoke: bool,
 }
 
-/// Reads a spec file or the spec of a module directory.
+/// Reads a spec file or the spec of a module directory. A module directory
+/// without a spec (but with a Kbuild or Makefile) gets a smoke test.
 pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     let file = if path.is_dir() {
         path.join(SPEC_FILE)
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file).map_err(|source| SpecError::Read {
-        path: file.clone(),
-        source,
-    })?;
-    let spec = parse(&text, &file)?;
+    let smoke = path.is_dir()
+        && !file.exists()
+        && (path.join("Kbuild").is_file() || path.join("Makefile").is_file());
+    let spec = if smoke {
+        SpecFile {
+            suite: None,
+            tests: Vec::new(),
+        }
+    } else {
+        let text = std::fs::read_to_string(&file).map_err(|source| SpecError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        parse(&text, &file)?
+    };
     let dir = file
         .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let suite = spec.suite.clone().unwrap_or_else(|| {
@@ -274,6 +655,7 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
         dir,
         suite,
         spec,
+        smoke,
     })
 }
 
@@ -299,9 +681,6 @@ pub fn parse(text: &str, origin: &Path) -> Result<SpecFile, SpecError> {
                 "two tests are named {:?}; names must be unique",
                 t.name
             )));
-        }
-        if t.steps.is_empty() {
-            return Err(semantic(format!("test {:?} has no steps", t.name)));
         }
     }
     Ok(spec)
@@ -366,7 +745,7 @@ mod tests {
         let text = include_str!("../../module/modvm.json");
         let spec = parse(text, Path::new("module/modvm.json")).unwrap();
         let steps = &spec.tests[0].steps;
-        assert_eq!(steps[0].action, Action::Insmod("hello".into()));
+        assert_eq!(steps[0].action, Action::Insmod(ModuleLoad::named("hello")));
         assert_eq!(steps[0].action.command(), "insmod /modules/hello.ko");
         assert_eq!(steps[1].action.command(), "rmmod hello");
         assert!(steps[1].kernel_log[0].matches("Goodbye, Kernel World!"));
@@ -430,7 +809,7 @@ mod tests {
             Path::new("f"),
         )
         .unwrap();
-        assert_eq!(ok.tests[0].steps[0].action, Action::Insmod("x".into()));
+        assert_eq!(ok.tests[0].steps[0].action, Action::Insmod(ModuleLoad::named("x")));
     }
 
     #[test]

@@ -1,27 +1,40 @@
 //! Output for a person: a live line while a test runs (on a terminal), one
 //! result line per test, the detail of each failure, and a summary.
 
-use crate::outcome::{Event, Reporter, Status, StepResult, TestResult};
+use crate::outcome::{Crash, Event, Reporter, Status, StepResult, TestResult};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 /// Kernel lines shown per failing step before eliding the start.
 const SHOWN_LINES: usize = 30;
+/// Frames shown per crash.
+const MAX_FRAMES: usize = 8;
+
+/// How much a person wants to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Failures and the summary only.
+    Quiet,
+    /// A line per test, failure detail, summary.
+    Normal,
+    /// Also each step, boot times and log paths.
+    Verbose,
+}
 
 pub struct Human {
     colour: bool,
-    verbose: bool,
+    level: Level,
     spinner: Option<ProgressBar>,
     out: Box<dyn Write + Send>,
 }
 
 impl Human {
     /// Writes to stdout; colours and the live line only on a terminal.
-    pub fn stdout(verbose: bool) -> Human {
+    pub fn stdout(level: Level) -> Human {
         Human {
             colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-            verbose,
+            level,
             spinner: None,
             out: Box::new(std::io::stdout()),
         }
@@ -55,6 +68,9 @@ impl Human {
         if let Some(m) = &t.message {
             self.line(&format!("    {m}"));
         }
+        if let Some(c) = &t.crash {
+            self.crash_detail(c);
+        }
         for s in &t.steps {
             if matches!(s.status, Status::Pass | Status::Skip) {
                 continue;
@@ -71,6 +87,20 @@ impl Human {
             "    console, kernel log and QEMU command line: {}",
             t.artifacts.display()
         ));
+    }
+
+    fn crash_detail(&mut self, c: &Crash) {
+        self.line(&format!("    crash: {}", c.title));
+        for f in c.frames.iter().take(MAX_FRAMES) {
+            let module = f.module.as_deref().map(|m| format!(" [{m}]")).unwrap_or_default();
+            let place = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!("  at {file}:{line}"),
+                (Some(file), None) => format!("  in {file}"),
+                _ => String::new(),
+            };
+            let offset = f.offset.map(|o| format!("+{o:#x}")).unwrap_or_default();
+            self.line(&format!("      {}{offset}{module}{place}", f.function));
+        }
     }
 
     fn step_detail(&mut self, s: &StepResult) {
@@ -117,6 +147,9 @@ impl Reporter for Human {
                 accel,
                 artifacts,
             } => {
+                if self.level == Level::Quiet {
+                    return;
+                }
                 self.line(&format!(
                     "running {tests} test{} on {kernel} ({accel}); logs in {}",
                     if *tests == 1 { "" } else { "s" },
@@ -134,7 +167,7 @@ impl Reporter for Human {
                 self.spinner = Some(sp);
             }
             Event::Booted { name, boot } => {
-                if self.verbose {
+                if self.level == Level::Verbose {
                     self.line(&format!(
                         "  {name}: guest ready in {:.2}s",
                         boot.as_secs_f64()
@@ -149,7 +182,7 @@ impl Reporter for Human {
                 if let Some(sp) = &self.spinner {
                     sp.set_message(format!("{name}: step {} {description}", index + 1));
                 }
-                if self.verbose {
+                if self.level == Level::Verbose {
                     self.line(&format!("  {name}: step {} {description}", index + 1));
                 }
             }
@@ -161,15 +194,21 @@ impl Reporter for Human {
                     .boot_ms
                     .map(|b| format!(" (boot {})", secs(b)))
                     .unwrap_or_default();
+                let failed = !matches!(t.status, Status::Pass | Status::Skip);
+                if self.level == Level::Quiet && !failed {
+                    return;
+                }
                 let label = self.paint(t.status);
                 self.line(&format!(
                     "{label} {}  {}{boot}",
                     t.name,
                     secs(t.duration_ms)
                 ));
-                if !matches!(t.status, Status::Pass | Status::Skip) {
+                if failed {
                     self.detail(t);
-                } else if self.verbose {
+                } else if let (Some(m), true) = (&t.message, t.status == Status::Skip || t.crash.is_some()) {
+                    self.line(&format!("    {m}"));
+                } else if self.level == Level::Verbose {
                     self.line(&format!("    logs: {}", t.artifacts.display()));
                 }
             }

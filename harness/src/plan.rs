@@ -1,0 +1,136 @@
+//! From specs to runnable tests: select by filter, build each module
+//! directory once, write one initramfs per directory, and make the smoke test
+//! of a directory without a spec.
+
+use crate::initramfs::{self, InitramfsSpec};
+use crate::kbuild::{self, BuildError};
+use crate::kernel::Kit;
+use crate::runner::{dir_name, PlannedTest};
+use crate::spec::{self, Action, LoadedSpec, TestSpec};
+use std::path::{Path, PathBuf};
+
+/// Why a plan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot build the module in {dir}: {source}")]
+    Build {
+        dir: PathBuf,
+        #[source]
+        source: BuildError,
+    },
+    #[error("{spec}: test {test:?} step {step} loads module `{module}`, but building {dir} produced only: {built}")]
+    MissingModule {
+        spec: PathBuf,
+        test: String,
+        step: usize,
+        module: String,
+        dir: PathBuf,
+        built: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `suite/name` of a test.
+pub fn full_name(loaded: &LoadedSpec, test: &TestSpec) -> String {
+    format!("{}/{}", loaded.suite, test.name)
+}
+
+/// The tests of `loaded` that `filter` selects; a smoke directory yields its
+/// (not yet built) smoke test's name only.
+pub fn selected<'a>(loaded: &'a LoadedSpec, filter: Option<&str>) -> Vec<String> {
+    let names: Vec<String> = if loaded.smoke {
+        vec![format!("{}/smoke", loaded.suite)]
+    } else {
+        loaded.spec.tests.iter().map(|t| full_name(loaded, t)).collect()
+    };
+    names
+        .into_iter()
+        .filter(|n| filter.is_none_or(|f| n.contains(f)))
+        .collect()
+}
+
+/// Builds what the selected tests need and returns them in spec order.
+pub fn prepare(
+    specs: &[LoadedSpec],
+    filter: Option<&str>,
+    kit: &Kit,
+    build_root: &Path,
+    build_log: &mut dyn FnMut(&str),
+) -> Result<Vec<PlannedTest>, PlanError> {
+    let mut planned = Vec::new();
+    for loaded in specs {
+        if selected(loaded, filter).is_empty() {
+            continue;
+        }
+        let build_dir = build_root.join(dir_name(&loaded.suite));
+        let built = kbuild::build(&loaded.dir, &kit.headers, &build_dir).map_err(|source| {
+            PlanError::Build {
+                dir: loaded.dir.clone(),
+                source,
+            }
+        })?;
+        build_log(&built.log);
+        let tests: Vec<TestSpec> = if loaded.smoke {
+            vec![spec::smoke_test(&kbuild::load_order(&built.modules))]
+        } else {
+            check_modules_exist(loaded, &built.modules)?;
+            loaded
+                .spec
+                .tests
+                .iter()
+                .filter(|t| filter.is_none_or(|f| full_name(loaded, t).contains(f)))
+                .cloned()
+                .collect()
+        };
+        let initrd = build_root.join(format!("{}.cpio", dir_name(&loaded.suite)));
+        initramfs::write(
+            &InitramfsSpec {
+                busybox: kit.busybox.clone(),
+                init: initramfs::INIT.to_string(),
+                modules: built.modules.clone(),
+            },
+            &initrd,
+        )
+        .map_err(|source| PlanError::Io {
+            path: initrd.clone(),
+            source,
+        })?;
+        for spec in tests {
+            planned.push(PlannedTest {
+                suite: loaded.suite.clone(),
+                spec,
+                initrd: initrd.clone(),
+                modules: built.modules.clone(),
+            });
+        }
+    }
+    Ok(planned)
+}
+
+fn check_modules_exist(loaded: &LoadedSpec, built: &[PathBuf]) -> Result<(), PlanError> {
+    let names: Vec<String> = built
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    for t in &loaded.spec.tests {
+        for (i, s) in t.steps.iter().enumerate() {
+            if let Action::Insmod(m) = &s.action {
+                if !names.contains(&m.name) {
+                    return Err(PlanError::MissingModule {
+                        spec: loaded.path.clone(),
+                        test: t.name.clone(),
+                        step: i + 1,
+                        module: m.name.clone(),
+                        dir: loaded.dir.clone(),
+                        built: names.join(", "),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
