@@ -6,8 +6,8 @@ use crate::kernel::{self, Kit};
 use crate::outcome::{Reporters, Summary};
 use crate::profile::{self, KernelProfile};
 use crate::qemu::{Accel, QemuConfig};
-use crate::runner::{self, RunConfig};
 use crate::report::human::{Human, Level};
+use crate::runner::{self, RunConfig};
 use crate::{paths, plan, prereq, spec};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -234,7 +234,10 @@ fn test(args: TestArgs) -> Result<bool> {
     let specs = load_specs(&args.paths)?;
     let filter = args.filter.as_deref();
     if specs.iter().all(|s| plan::selected(s, filter).is_empty()) {
-        bail!("no test matches the filter {:?} (`modvm list` shows the tests)", filter.unwrap_or_default());
+        bail!(
+            "no test matches the filter {:?} (`modvm list` shows the tests)",
+            filter.unwrap_or_default()
+        );
     }
     let profile = profile::load(&args.kit.kernel)?;
     let mut tools = prereq::required(&profile.compiler);
@@ -265,7 +268,11 @@ fn test(args: TestArgs) -> Result<bool> {
         accel: Accel::Tcg,
         kernel: kit.vmlinuz.clone(),
         initrd: planned[0].initrd.clone(),
-        extra_cmdline: extra.join(" ").split_whitespace().collect::<Vec<_>>().join(" "),
+        extra_cmdline: extra
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
         memory_mib: args.memory,
         console_socket: PathBuf::new(),
     };

@@ -12,10 +12,10 @@
 //! The protocol itself (markers framed by 0x1e, commands sent base64-encoded)
 //! is described in `images/init`.
 
+use crate::logsink::LogSink;
 use base64::Engine;
 use rexpect::error::Error as RexpectError;
 use rexpect::session::StreamSession;
-use crate::logsink::LogSink;
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
@@ -155,7 +155,11 @@ impl Console {
         self.session
             .flush()
             .map_err(|e| ConsoleError::Io(e.to_string()))?;
-        self.expect(Needle::Text(&format!("{RS}begin {id}{RS}\n")), deadline, abort)?;
+        self.expect(
+            Needle::Text(&format!("{RS}begin {id}{RS}\n")),
+            deadline,
+            abort,
+        )?;
         let end = format!("{RS}end {} ([0-9]+) ([0-9]+){RS}\n", regex::escape(id));
         let (output, matched) = self.expect(Needle::Regex(&end), deadline, abort)?;
         let fields: Vec<&str> = matched.trim_matches(['\n', RS]).split(' ').collect();

@@ -8,7 +8,11 @@
 /// (name, number, message printed by busybox insmod)
 const TABLE: &[(&str, i32, &str)] = &[
     ("EPERM", 1, "Operation not permitted"),
-    ("ENOENT", 2, "unknown symbol in module, or unknown parameter"),
+    (
+        "ENOENT",
+        2,
+        "unknown symbol in module, or unknown parameter",
+    ),
     ("ESRCH", 3, "unknown symbol in module"),
     ("EINTR", 4, "Interrupted system call"),
     ("EIO", 5, "Input/output error"),

@@ -100,7 +100,10 @@ impl Guest {
         let stdout = child.stdout.take().expect("stdout is piped");
         let klog = KernelLog::start(
             stdout,
-            LogSink::new(Some(File::create(&logs.kernel)?), logs.echo.then_some("kernel| ")),
+            LogSink::new(
+                Some(File::create(&logs.kernel)?),
+                logs.echo.then_some("kernel| "),
+            ),
         );
 
         let mut guest_parts = (child, klog);
@@ -114,7 +117,10 @@ impl Guest {
         let (child, klog) = guest_parts;
         let console = Console::new(
             stream,
-            LogSink::new(Some(File::create(&logs.console)?), logs.echo.then_some("guest | ")),
+            LogSink::new(
+                Some(File::create(&logs.console)?),
+                logs.echo.then_some("guest | "),
+            ),
         )?;
         let mut guest = Guest {
             child,

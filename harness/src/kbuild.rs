@@ -183,10 +183,7 @@ pub fn load_order(modules: &[PathBuf]) -> Vec<String> {
     while !pending.is_empty() {
         let ready = pending
             .iter()
-            .position(|(_, deps)| {
-                deps.iter()
-                    .all(|d| order.contains(d) || !names.contains(d))
-            })
+            .position(|(_, deps)| deps.iter().all(|d| order.contains(d) || !names.contains(d)))
             .unwrap_or(0); // a cycle: load in name order and let insmod say why
         order.push(pending.remove(ready).0);
     }
@@ -249,7 +246,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let user = dir.path().join("a_user.ko");
         let base = dir.path().join("z_base.ko");
-        fs::write(&user, b"\x7fELF\0license=GPL\0depends=z_base\0name=a_user\0").unwrap();
+        fs::write(
+            &user,
+            b"\x7fELF\0license=GPL\0depends=z_base\0name=a_user\0",
+        )
+        .unwrap();
         fs::write(&base, b"\x7fELF\0depends=\0name=z_base\0").unwrap();
         assert_eq!(load_order(&[user, base]), vec!["z_base", "a_user"]);
     }

@@ -6,7 +6,7 @@ use crate::initramfs::{self, InitramfsSpec};
 use crate::kbuild::{self, BuildError};
 use crate::kernel::Kit;
 use crate::runner::{dir_name, PlannedTest};
-use crate::spec::{self, Action, LoadedSpec, TestSpec};
+use crate::spec::{self, Action, LoadedSpec, SpecError, TestSpec};
 use std::path::{Path, PathBuf};
 
 /// Why a plan could not be made.
@@ -18,15 +18,8 @@ pub enum PlanError {
         #[source]
         source: BuildError,
     },
-    #[error("{spec}: test {test:?} step {step} loads module `{module}`, but building {dir} produced only: {built}")]
-    MissingModule {
-        spec: PathBuf,
-        test: String,
-        step: usize,
-        module: String,
-        dir: PathBuf,
-        built: String,
-    },
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -45,7 +38,12 @@ pub fn selected<'a>(loaded: &'a LoadedSpec, filter: Option<&str>) -> Vec<String>
     let names: Vec<String> = if loaded.smoke {
         vec![format!("{}/smoke", loaded.suite)]
     } else {
-        loaded.spec.tests.iter().map(|t| full_name(loaded, t)).collect()
+        loaded
+            .spec
+            .tests
+            .iter()
+            .map(|t| full_name(loaded, t))
+            .collect()
     };
     names
         .into_iter()
@@ -117,17 +115,24 @@ fn check_modules_exist(loaded: &LoadedSpec, built: &[PathBuf]) -> Result<(), Pla
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect();
     for t in &loaded.spec.tests {
-        for (i, s) in t.steps.iter().enumerate() {
+        for s in &t.steps {
             if let Action::Insmod(m) = &s.action {
                 if !names.contains(&m.name) {
-                    return Err(PlanError::MissingModule {
-                        spec: loaded.path.clone(),
-                        test: t.name.clone(),
-                        step: i + 1,
-                        module: m.name.clone(),
-                        dir: loaded.dir.clone(),
-                        built: names.join(", "),
-                    });
+                    let message = format!(
+                        "test {:?} loads module `{}`, but building {} produced only: {}; check the name or the Kbuild's obj-m",
+                        t.name,
+                        m.name,
+                        loaded.dir.display(),
+                        names.join(", ")
+                    );
+                    return Err(SpecError::at_value(
+                        &loaded.path,
+                        &loaded.text,
+                        &m.name,
+                        0,
+                        message,
+                    )
+                    .into());
                 }
             }
         }

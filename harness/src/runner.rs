@@ -83,7 +83,13 @@ pub fn run(config: &RunConfig, tests: &[PlannedTest], reporter: &mut dyn Reporte
 /// A file-system-safe version of a test name.
 pub fn dir_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -205,7 +211,10 @@ fn run_steps(
         for (i, step) in test.spec.steps.iter().enumerate() {
             let index = result.steps.len();
             let (id, description) = if rounds > 1 {
-                (format!("{round}.{}", i + 1), format!("[{round}/{rounds}] {}", step.action))
+                (
+                    format!("{round}.{}", i + 1),
+                    format!("[{round}/{rounds}] {}", step.action),
+                )
             } else {
                 ((i + 1).to_string(), step.action.to_string())
             };
@@ -325,7 +334,9 @@ fn run_step(
             r.output = e.seen().to_string();
             if matches!(e, ConsoleError::Closed { .. }) {
                 // Let QEMU finish writing the panic before reading it.
-                guest.klog.wait_until(Instant::now() + DEATH_GRACE, |_| false);
+                guest
+                    .klog
+                    .wait_until(Instant::now() + DEATH_GRACE, |_| false);
             }
             r.kernel_lines = step_lines(&guest.klog, from, id, Instant::now());
             r.crashes = crash::detect(&r.kernel_lines);
@@ -365,8 +376,8 @@ fn run_step(
             }
         }
     }
-    let crash_detect_ms = first_crash_arrival(&r.kernel_lines, &r.crashes)
-        .map(|t| t.elapsed().as_millis() as u64);
+    let crash_detect_ms =
+        first_crash_arrival(&r.kernel_lines, &r.crashes).map(|t| t.elapsed().as_millis() as u64);
     r.duration_ms = started.elapsed().as_millis() as u64;
     StepOutcome {
         result: r,
@@ -457,11 +468,26 @@ pub fn check(step: &Step, exit: i32, output: &str, lines: &[KernelLine]) -> Vec<
         _ => {}
     }
     let output_lines: Vec<&str> = output.lines().collect();
-    in_order(&step.output, &output_lines, "in the command's output", &mut failures);
-    absent(&step.not_output, &output_lines, "the command's output", &mut failures);
+    in_order(
+        &step.output,
+        &output_lines,
+        "in the command's output",
+        &mut failures,
+    );
+    absent(
+        &step.not_output,
+        &output_lines,
+        "the command's output",
+        &mut failures,
+    );
     let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
     in_order(&step.kernel_log, &texts, "in the kernel log", &mut failures);
-    absent(&step.not_kernel_log, &texts, "the kernel log", &mut failures);
+    absent(
+        &step.not_kernel_log,
+        &texts,
+        "the kernel log",
+        &mut failures,
+    );
     failures
 }
 
@@ -526,7 +552,10 @@ mod tests {
 
     #[test]
     fn order_matters() {
-        let s = step(vec![Expect::Contains("two".into()), Expect::Contains("one".into())]);
+        let s = step(vec![
+            Expect::Contains("two".into()),
+            Expect::Contains("one".into()),
+        ]);
         let lines = vec![line("one"), line("two")];
         let f = check(&s, 0, "", &lines);
         assert_eq!(f.len(), 1);
@@ -578,7 +607,10 @@ mod tests {
             LogSink::new(None, None),
         );
         let got = step_lines(&log, 0, "2", Instant::now() + Duration::from_secs(5));
-        assert_eq!(got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), vec!["inside"]);
+        assert_eq!(
+            got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+            vec!["inside"]
+        );
     }
 
     fn result(status: Status, title: Option<&str>) -> TestResult {
@@ -608,7 +640,10 @@ mod tests {
             expect_crash: Some("NULL pointer".into()),
             ..crate::spec::smoke_test(&["x".into()])
         };
-        let mut r = result(Status::Crash, Some("BUG: kernel NULL pointer dereference in x_init"));
+        let mut r = result(
+            Status::Crash,
+            Some("BUG: kernel NULL pointer dereference in x_init"),
+        );
         apply_expect_crash(&spec, &mut r);
         assert_eq!(r.status, Status::Pass);
         let mut r = result(Status::Crash, Some("WARNING in x_exit"));

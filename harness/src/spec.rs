@@ -2,9 +2,9 @@
 //! module's sources). Parsing is strict: unknown fields, wrong types and bad
 //! regexes are errors that name the file, line and column.
 
+use crate::errno::{self, Errno};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use crate::errno::{self, Errno};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -96,12 +96,18 @@ impl TryFrom<RawTest> for TestSpec {
         }
         let repeat = r.repeat.unwrap_or(1);
         if repeat == 0 || repeat > 10_000 {
-            return Err(format!("`repeat` must be between 1 and 10000, not {repeat}"));
+            return Err(format!(
+                "`repeat` must be between 1 and 10000, not {repeat}"
+            ));
         }
         if matches!(&r.expect_crash, Some(t) if t.trim().is_empty()) {
             return Err("`expect_crash` needs part of the expected crash title, e.g. \"NULL pointer dereference\"".into());
         }
-        let mut steps: Vec<Step> = r.modules.iter().map(|m| Step::action(Action::Insmod(m.clone()))).collect();
+        let mut steps: Vec<Step> = r
+            .modules
+            .iter()
+            .map(|m| Step::action(Action::Insmod(m.clone())))
+            .collect();
         steps.extend(r.steps);
         steps.extend(
             r.modules
@@ -110,7 +116,10 @@ impl TryFrom<RawTest> for TestSpec {
                 .map(|m| Step::action(Action::Rmmod(m.name.clone()))),
         );
         if steps.is_empty() {
-            return Err(format!("test {:?} has no steps; add `steps` or `modules`", r.name));
+            return Err(format!(
+                "test {:?} has no steps; add `steps` or `modules`",
+                r.name
+            ));
         }
         Ok(TestSpec {
             name: r.name,
@@ -166,9 +175,14 @@ impl<'de> Deserialize<'de> for ModuleLoad {
                 f.write_str("a module name or {\"name\": ..., \"params\": {...}}")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ModuleLoad, E> {
-                module_name(v).map(|n| ModuleLoad::named(&n)).map_err(E::custom)
+                module_name(v)
+                    .map(|n| ModuleLoad::named(&n))
+                    .map_err(E::custom)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ModuleLoad, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ModuleLoad, A::Error> {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
                 struct Full {
@@ -300,7 +314,10 @@ fn kernel_quote(v: &str) -> String {
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.=,:/+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.=,:/+".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -312,7 +329,8 @@ impl std::fmt::Display for Action {
         match self {
             Action::Insmod(m) if m.params.is_empty() => write!(f, "insmod {}", m.name),
             Action::Insmod(m) => {
-                let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let params: Vec<String> =
+                    m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 write!(f, "insmod {} {}", m.name, params.join(" "))
             }
             Action::Rmmod(m) => write!(f, "rmmod {m}"),
@@ -351,7 +369,10 @@ impl<'de> Deserialize<'de> for Expect {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Expect, E> {
                 Ok(Expect::Contains(v.to_string()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Expect, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Expect, A::Error> {
                 const KINDS: &[&str] = &["contains", "regex"];
                 let Some(kind) = map.next_key::<String>()? else {
                     return Err(serde::de::Error::custom(
@@ -468,7 +489,9 @@ impl TryFrom<RawStep> for Step {
                 let mut load = ModuleLoad::named(&module_name(&m)?);
                 for (k, v) in r.params {
                     if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                        return Err(format!("{k:?} is not a module parameter name (letters, digits and _)"));
+                        return Err(format!(
+                            "{k:?} is not a module parameter name (letters, digits and _)"
+                        ));
                     }
                     load.params.insert(k, v.0);
                 }
@@ -489,11 +512,15 @@ impl TryFrom<RawStep> for Step {
         };
         let exit = match (r.exit, r.errno) {
             (Some(_), Some(_)) => {
-                return Err("give `exit` or `errno`, not both (`errno` implies a failing insmod)".into())
+                return Err(
+                    "give `exit` or `errno`, not both (`errno` implies a failing insmod)".into(),
+                )
             }
             (None, Some(e)) => {
                 if !matches!(action, Action::Insmod(_)) {
-                    return Err("`errno` belongs to an `insmod` step; for other commands use `exit`".into());
+                    return Err(
+                        "`errno` belongs to an `insmod` step; for other commands use `exit`".into(),
+                    );
                 }
                 ExitExpect::Errno(errno::lookup(&e).ok_or_else(|| {
                     format!("unknown errno {e:?}; known: {}", errno::names().join(", "))
@@ -525,7 +552,11 @@ impl From<Step> for RawStep {
         let mut params = BTreeMap::new();
         let (insmod, rmmod, run) = match s.action {
             Action::Insmod(m) => {
-                params = m.params.into_iter().map(|(k, v)| (k, ParamText(v))).collect();
+                params = m
+                    .params
+                    .into_iter()
+                    .map(|(k, v)| (k, ParamText(v)))
+                    .collect();
                 (Some(m.name), None, None)
             }
             Action::Rmmod(m) => (None, Some(m), None),
@@ -554,7 +585,11 @@ impl From<Step> for RawStep {
 /// A module name as insmod/rmmod see it: `hello`, not `hello.ko`.
 fn module_name(m: &str) -> Result<String, String> {
     let name = m.strip_suffix(".ko").unwrap_or(m).to_string();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(format!(
             "{m:?} is not a module name; give the name of the .ko without path, e.g. \"hello\""
         ));
@@ -603,6 +638,60 @@ pub enum SpecError {
     Semantic { path: PathBuf, message: String },
 }
 
+impl SpecError {
+    /// An error about a value found in the spec text after parsing (serde
+    /// has no spans): placed at the `nth` (0-based) occurrence of `value` as
+    /// a JSON string, or without a position when it cannot be found.
+    pub fn at_value(
+        path: &Path,
+        text: &str,
+        value: &str,
+        nth: usize,
+        message: String,
+    ) -> SpecError {
+        match locate_string(text, value, nth) {
+            Some((line, column)) => SpecError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            },
+            None => SpecError::Semantic {
+                path: path.to_path_buf(),
+                message,
+            },
+        }
+    }
+}
+
+/// Line and column (1-based) of the `nth` JSON string literal equal to
+/// `value` (also matching a `.ko` suffix, as module names may carry one).
+fn locate_string(text: &str, value: &str, nth: usize) -> Option<(usize, usize)> {
+    let quoted = serde_json::to_string(value).ok()?;
+    let with_ko = serde_json::to_string(&format!("{value}.ko")).ok()?;
+    let mut hits: Vec<usize> = text
+        .match_indices(quoted.as_str())
+        .chain(text.match_indices(with_ko.as_str()))
+        .map(|(i, _)| i)
+        .filter(|&i| {
+            // A value, not a key: the next non-space character is not ':'.
+            let after = &text[i..];
+            let len = if after.starts_with(quoted.as_str()) {
+                quoted.len()
+            } else {
+                with_ko.len()
+            };
+            !after[len..].trim_start().starts_with(':')
+        })
+        .collect();
+    hits.sort_unstable();
+    let at = *hits.get(nth)?;
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|p| p + 1).unwrap_or(0) + 1;
+    Some((line, column))
+}
+
 /// A spec file (or a module directory without one) with where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedSpec {
@@ -612,6 +701,8 @@ pub struct LoadedSpec {
     pub dir: PathBuf,
     pub suite: String,
     pub spec: SpecFile,
+    /// The spec's text, to place errors found after parsing.
+    pub text: String,
     /// No spec file: the tests are one smoke test made after the build.
     pub smoke: bool,
 }
@@ -627,21 +718,28 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     let smoke = path.is_dir()
         && !file.exists()
         && (path.join("Kbuild").is_file() || path.join("Makefile").is_file());
-    let spec = if smoke {
-        SpecFile {
+    let (spec, text) = if smoke {
+        let empty = SpecFile {
             suite: None,
             tests: Vec::new(),
-        }
+        };
+        (empty, String::new())
     } else {
         let text = std::fs::read_to_string(&file).map_err(|source| SpecError::Read {
             path: file.clone(),
             source,
         })?;
-        parse(&text, &file)?
+        (parse(&text, &file)?, text)
     };
     let dir = file
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let suite = spec.suite.clone().unwrap_or_else(|| {
@@ -655,6 +753,7 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
         dir,
         suite,
         spec,
+        text,
         smoke,
     })
 }
@@ -677,10 +776,13 @@ pub fn parse(text: &str, origin: &Path) -> Result<SpecFile, SpecError> {
     let mut seen = std::collections::HashSet::new();
     for t in &spec.tests {
         if !seen.insert(&t.name) {
-            return Err(semantic(format!(
-                "two tests are named {:?}; names must be unique",
-                t.name
-            )));
+            return Err(SpecError::at_value(
+                origin,
+                text,
+                &t.name,
+                1,
+                format!("two tests are named {:?}; names must be unique", t.name),
+            ));
         }
     }
     Ok(spec)
@@ -809,7 +911,10 @@ mod tests {
             Path::new("f"),
         )
         .unwrap();
-        assert_eq!(ok.tests[0].steps[0].action, Action::Insmod(ModuleLoad::named("x")));
+        assert_eq!(
+            ok.tests[0].steps[0].action,
+            Action::Insmod(ModuleLoad::named("x"))
+        );
     }
 
     #[test]
@@ -817,7 +922,67 @@ mod tests {
         assert!(err(r#"{"tests": []}"#).contains("empty"));
         assert!(err(r#"{"tests": [{"name": "a", "steps": []}]}"#).contains("no steps"));
         let dup = r#"{"tests": [{"name": "a", "steps": [{"run": "true"}]}, {"name": "a", "steps": [{"run": "true"}]}]}"#;
-        assert!(err(dup).contains("unique"));
+        let e = err(dup);
+        assert!(e.contains("unique"), "{e}");
+        assert!(
+            e.starts_with("m/modvm.json:1:64:"),
+            "the second name is placed: {e}"
+        );
+    }
+
+    #[test]
+    fn values_are_located_but_keys_are_not() {
+        let text =
+            "{\n  \"insmod\": \"a\",\n  \"x\": [\"hello\", \"hello.ko\"],\n  \"hello\": 1\n}";
+        assert_eq!(locate_string(text, "hello", 0), Some((3, 9)));
+        assert_eq!(locate_string(text, "hello", 1), Some((3, 18)));
+        assert_eq!(locate_string(text, "hello", 2), None);
+    }
+
+    #[test]
+    fn every_feature_example_parses() {
+        let text = include_str!("../tests/fixtures/features/modvm.json");
+        let spec = parse(text, Path::new("features/modvm.json")).unwrap();
+        let first = &spec.tests[0];
+        assert_eq!(
+            first.steps.len(),
+            4 + 4,
+            "modules expand to insmod before and rmmod after"
+        );
+        assert_eq!(
+            first.steps[1].action.command(),
+            "insmod /modules/features_user.ko count=3 'who=\"modvm tester\"'"
+        );
+        assert_eq!(
+            first.steps.last().unwrap().action,
+            Action::Rmmod("features_base".into())
+        );
+        assert_eq!(spec.tests[3].repeat, 5);
+        assert!(!spec.tests[4].runs_on("debian-6.1-cloud"));
+        assert!(matches!(spec.tests[2].steps[1].exit, ExitExpect::Errno(e) if e.number == 22));
+    }
+
+    #[test]
+    fn errno_only_on_insmod_and_not_with_exit() {
+        assert!(
+            err(r#"{"tests": [{"name": "a", "steps": [{"run": "x", "errno": "EINVAL"}]}]}"#)
+                .contains("belongs to an `insmod`")
+        );
+        assert!(err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": "EINVAL", "exit": 1}]}]}"#).contains("not both"));
+        assert!(
+            err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": "EWHAT"}]}]}"#)
+                .contains("unknown errno")
+        );
+    }
+
+    #[test]
+    fn plain_string_expectation_means_contains() {
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "steps": [{"run": "x", "output": ["y"]}]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
+        assert!(ok.tests[0].steps[0].output[0].matches("xyz"));
     }
 
     #[test]

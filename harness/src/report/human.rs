@@ -92,7 +92,11 @@ impl Human {
     fn crash_detail(&mut self, c: &Crash) {
         self.line(&format!("    crash: {}", c.title));
         for f in c.frames.iter().take(MAX_FRAMES) {
-            let module = f.module.as_deref().map(|m| format!(" [{m}]")).unwrap_or_default();
+            let module = f
+                .module
+                .as_deref()
+                .map(|m| format!(" [{m}]"))
+                .unwrap_or_default();
             let place = match (&f.file, f.line) {
                 (Some(file), Some(line)) => format!("  at {file}:{line}"),
                 (Some(file), None) => format!("  in {file}"),
@@ -206,7 +210,9 @@ impl Reporter for Human {
                 ));
                 if failed {
                     self.detail(t);
-                } else if let (Some(m), true) = (&t.message, t.status == Status::Skip || t.crash.is_some()) {
+                } else if let (Some(m), true) =
+                    (&t.message, t.status == Status::Skip || t.crash.is_some())
+                {
                     self.line(&format!("    {m}"));
                 } else if self.level == Level::Verbose {
                     self.line(&format!("    logs: {}", t.artifacts.display()));
