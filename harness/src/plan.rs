@@ -34,7 +34,7 @@ pub fn full_name(loaded: &LoadedSpec, test: &TestSpec) -> String {
 
 /// The tests of `loaded` that `filter` selects; a smoke directory yields its
 /// (not yet built) smoke test's name only.
-pub fn selected<'a>(loaded: &'a LoadedSpec, filter: Option<&str>) -> Vec<String> {
+pub fn selected(loaded: &LoadedSpec, filter: Option<&str>) -> Vec<String> {
     let names: Vec<String> = if loaded.smoke {
         vec![format!("{}/smoke", loaded.suite)]
     } else {
