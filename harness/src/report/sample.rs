@@ -1,0 +1,219 @@
+//! A made-up but realistic run, replayed as events.
+//!
+//! Reporters are checked against real consumers (schema validators, JUnit
+//! readers, the kernel's KTAP parser) without booting a guest; one shared run
+//! keeps those checks looking at the same cases: a pass, a failed
+//! expectation, a kernel oops with a symbolised trace, and a boot timeout.
+//! Public so that integration tests and external tooling can use it too.
+
+use crate::klog::KernelLine;
+use crate::outcome::{Crash, Event, Frame, Reporter, Status, StepResult, Summary, TestResult};
+use crate::runner::dir_name;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const KERNEL: &str = "debian-6.1 (6.1.0-28-amd64)";
+pub const ACCEL: &str = "tcg";
+pub const ARTIFACTS: &str = "/srv/modvm/runs/20250101-120000";
+
+fn line(raw: &str) -> KernelLine {
+    KernelLine::parse(raw)
+}
+
+fn step(index: usize, description: &str, command: &str, status: Status) -> StepResult {
+    StepResult {
+        index,
+        description: description.into(),
+        command: command.into(),
+        status,
+        expected_exit: 0,
+        expected_errno: None,
+        exit: None,
+        output: String::new(),
+        kernel_lines: Vec::new(),
+        failures: Vec::new(),
+        crashes: Vec::new(),
+        taint: None,
+        duration_ms: 0,
+    }
+}
+
+fn ran(mut s: StepResult, exit: i32, ms: u64, lines: &[&str]) -> StepResult {
+    s.exit = Some(exit);
+    s.taint = Some(0);
+    s.duration_ms = ms;
+    s.kernel_lines = lines.iter().map(|l| line(l)).collect();
+    s
+}
+
+fn test(name: &str, status: Status, duration_ms: u64, boot_ms: Option<u64>) -> TestResult {
+    let (suite, case) = name.split_once('/').unwrap_or(("", name));
+    TestResult {
+        name: name.into(),
+        kernel: KERNEL.into(),
+        status,
+        duration_ms,
+        boot_ms,
+        steps: Vec::new(),
+        message: None,
+        crash: None,
+        crash_detect_ms: None,
+        kernel_tail: Vec::new(),
+        artifacts: Path::new(ARTIFACTS)
+            .join(dir_name(suite))
+            .join(dir_name(case)),
+    }
+}
+
+/// The oops that `oops/init` hits.
+pub fn oops() -> Crash {
+    Crash {
+        title: "BUG: kernel NULL pointer dereference in oops_init".into(),
+        report: vec![
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000".into(),
+            "#PF: supervisor write access in kernel mode".into(),
+            "Oops: 0002 [#1] PREEMPT SMP NOPTI".into(),
+            "RIP: 0010:oops_init+0x11/0x30 [oops]".into(),
+            "Call Trace:".into(),
+            " <TASK>".into(),
+            " do_one_initcall+0x46/0x210".into(),
+            " do_init_module+0x52/0x220".into(),
+            " </TASK>".into(),
+        ],
+        frames: vec![
+            Frame {
+                function: "oops_init".into(),
+                offset: Some(0x11),
+                module: Some("oops".into()),
+                file: Some("oops.c".into()),
+                line: Some(12),
+            },
+            Frame {
+                function: "do_one_initcall".into(),
+                offset: Some(0x46),
+                module: None,
+                file: None,
+                line: None,
+            },
+            Frame {
+                function: "do_init_module".into(),
+                offset: Some(0x52),
+                module: None,
+                file: None,
+                line: None,
+            },
+        ],
+        fatal: true,
+    }
+}
+
+/// The four results, in run order.
+pub fn results() -> Vec<TestResult> {
+    let mut pass = test("hello/load", Status::Pass, 4180, Some(3120));
+    pass.steps = vec![
+        ran(
+            step(0, "insmod hello", "insmod /modules/hello.ko", Status::Pass),
+            0,
+            310,
+            &["[    2.345678] Hello, Kernel World!"],
+        ),
+        ran(
+            step(1, "rmmod hello", "rmmod hello", Status::Pass),
+            0,
+            240,
+            &["[    2.612000] Goodbye, Kernel World!"],
+        ),
+    ];
+
+    let mut fail = test("hello/unload", Status::Fail, 4420, Some(3200));
+    let mut rmmod = ran(
+        step(1, "rmmod hello", "rmmod hello", Status::Fail),
+        0,
+        260,
+        &["[    2.700100] hello: unloading"],
+    );
+    rmmod.failures = vec!["expected a line containing \"Goodbye\" in the kernel log".into()];
+    fail.steps = vec![
+        ran(
+            step(0, "insmod hello", "insmod /modules/hello.ko", Status::Pass),
+            0,
+            300,
+            &["[    2.650000] Hello, Kernel World!"],
+        ),
+        rmmod,
+        step(2, "run `lsmod`", "lsmod", Status::Skip),
+    ];
+
+    let crash = oops();
+    let mut crashed = test("oops/init", Status::Crash, 5010, Some(3050));
+    let died = "the guest died during `insmod /modules/oops.ko` (QEMU: exit status: 0)".to_string();
+    let mut insmod = step(0, "insmod oops", "insmod /modules/oops.ko", Status::Crash);
+    insmod.output = "Killed\n".into();
+    insmod.duration_ms = 900;
+    insmod.kernel_lines = crash
+        .report
+        .iter()
+        .enumerate()
+        .map(|(i, l)| KernelLine {
+            time: Some(3.1 + i as f64 / 1000.0),
+            text: l.clone(),
+            arrived: None,
+        })
+        .collect();
+    insmod.failures = vec![died.clone()];
+    insmod.crashes = vec![crash.clone()];
+    crashed.steps = vec![insmod, step(1, "rmmod oops", "rmmod oops", Status::Skip)];
+    crashed.message = Some(died);
+    crashed.crash = Some(crash);
+    crashed.crash_detect_ms = Some(140);
+    crashed.kernel_tail = vec![
+        line("[    3.108000] ---[ end trace 0000000000000000 ]---"),
+        line("[    3.109000] Kernel panic - not syncing: Fatal exception"),
+    ];
+
+    let mut timeout = test("slow/boot", Status::Timeout, 30040, None);
+    timeout.message = Some("boot failed: the guest did not reach its shell within 30.0s".into());
+    timeout.kernel_tail = vec![
+        line("[    1.000000] Run /init as init process"),
+        line("[   29.500000] random: crng init done"),
+    ];
+
+    vec![pass, fail, crashed, timeout]
+}
+
+/// Sends the run to `reporter` in the order the runner would.
+pub fn replay(reporter: &mut dyn Reporter) {
+    replay_results(reporter, &results());
+}
+
+/// Sends `results` as a run, for tests that need a variation of the sample.
+pub fn replay_results(reporter: &mut dyn Reporter, results: &[TestResult]) {
+    let artifacts = PathBuf::from(ARTIFACTS);
+    reporter.event(&Event::RunStarted {
+        tests: results.len(),
+        kernel: KERNEL,
+        accel: ACCEL,
+        artifacts: &artifacts,
+    });
+    let mut summary = Summary::default();
+    for t in results {
+        reporter.event(&Event::TestStarted { name: &t.name });
+        if let Some(b) = t.boot_ms {
+            reporter.event(&Event::Booted {
+                name: &t.name,
+                boot: Duration::from_millis(b),
+            });
+        }
+        for s in t.steps.iter().filter(|s| s.status != Status::Skip) {
+            reporter.event(&Event::StepStarted {
+                name: &t.name,
+                index: s.index,
+                description: &s.description,
+            });
+        }
+        summary.add(t.status);
+        summary.duration_ms += t.duration_ms;
+        reporter.event(&Event::TestFinished(t));
+    }
+    reporter.event(&Event::RunFinished(&summary));
+}

@@ -1,0 +1,169 @@
+//! Feeds modvm's KTAP output to the kernel's own KUnit parser through
+//! `scripts/check-ktap.sh`, which fetches the parser on first use.
+//!
+//! The unit tests pin the exact text; this test asks an independent reader
+//! whether that text means what we think. Where the parser cannot be had
+//! (no python3, no package access, MODVM_KTAP_OFFLINE=1) the test says why and
+//! passes, since the harness itself does not depend on it.
+
+use modvm::outcome::{Event, Reporter, Summary};
+use modvm::report::ktap::Ktap;
+use modvm::report::sample;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The script's "no parser here" status.
+const UNAVAILABLE: i32 = 77;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scripts")
+        .join("check-ktap.sh")
+}
+
+fn write_ktap(path: &Path, replay: impl FnOnce(&mut dyn Reporter)) {
+    let file = std::fs::File::create(path).expect("create KTAP file");
+    let mut k = Ktap::new(Box::new(file));
+    replay(&mut k);
+    assert!(k.error().is_none(), "{:?}", k.error());
+}
+
+struct Parsed {
+    status: i32,
+    output: String,
+    json: Option<Value>,
+}
+
+/// Runs the parser, or returns `None` after printing why it cannot.
+fn parse(dir: &Path, ktap: &Path) -> Option<Parsed> {
+    let json = dir.join("parsed.json");
+    let out = match Command::new("bash")
+        .arg(script())
+        .arg("--json")
+        .arg(&json)
+        .arg(ktap)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: cannot run bash: {e}");
+            return None;
+        }
+    };
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = out.status.code().unwrap_or(-1);
+    if status == UNAVAILABLE {
+        eprintln!("skipped: the KUnit parser is not available here:\n{output}");
+        return None;
+    }
+    let json = std::fs::read(&json)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).expect("the parser wrote JSON"));
+    Some(Parsed {
+        status,
+        output,
+        json,
+    })
+}
+
+/// `(name, status)` of each test case, leaves only, depth first.
+fn cases(group: &Value) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for c in group["test_cases"].as_array().into_iter().flatten() {
+        v.push((
+            c["name"].as_str().unwrap_or_default().to_string(),
+            c["status"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    v
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn kunit_parser_reads_the_sample_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let ktap = dir.path().join("run.ktap");
+    write_ktap(&ktap, |r| sample::replay(r));
+    let Some(p) = parse(dir.path(), &ktap) else {
+        return;
+    };
+    // 1: parsed cleanly and found failing tests, as the sample has.
+    assert_eq!(p.status, 1, "{}", p.output);
+    assert!(!p.output.contains("[ERROR]"), "{}", p.output);
+    let json = p.json.expect("parsed JSON");
+
+    let groups: Vec<&str> = json["sub_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["hello/load", "hello/unload", "oops/init"]);
+    let g = &json["sub_groups"];
+    assert_eq!(
+        cases(&g[0]),
+        pairs(&[("insmod hello", "PASS"), ("rmmod hello", "PASS")])
+    );
+    assert_eq!(
+        cases(&g[1]),
+        pairs(&[
+            ("insmod hello", "PASS"),
+            ("rmmod hello", "FAIL"),
+            ("run `lsmod`", "SKIP"),
+        ])
+    );
+    assert_eq!(
+        cases(&g[2]),
+        pairs(&[("insmod oops", "FAIL"), ("rmmod oops", "SKIP")])
+    );
+    // A test that never booted has no steps and is a leaf of the run.
+    assert_eq!(cases(&json), pairs(&[("slow/boot", "FAIL")]));
+}
+
+#[test]
+fn kunit_parser_accepts_a_passing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let ktap = dir.path().join("pass.ktap");
+    let pass = sample::results().remove(0);
+    let artifacts = PathBuf::from(sample::ARTIFACTS);
+    write_ktap(&ktap, |r| {
+        r.event(&Event::RunStarted {
+            tests: 1,
+            kernel: sample::KERNEL,
+            accel: sample::ACCEL,
+            artifacts: &artifacts,
+        });
+        r.event(&Event::TestFinished(&pass));
+        let mut s = Summary::default();
+        s.add(pass.status);
+        r.event(&Event::RunFinished(&s));
+    });
+    let Some(p) = parse(dir.path(), &ktap) else {
+        return;
+    };
+    assert_eq!(p.status, 0, "{}", p.output);
+    assert!(!p.output.contains("[ERROR]"), "{}", p.output);
+}
+
+/// Shows that the check can fail: numbering out of order is reported.
+#[test]
+fn kunit_parser_rejects_broken_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let ktap = dir.path().join("bad.ktap");
+    std::fs::write(&ktap, "KTAP version 1\n1..2\nok 2 a\nok 1 b\n").unwrap();
+    let Some(p) = parse(dir.path(), &ktap) else {
+        return;
+    };
+    assert_eq!(p.status, 3, "{}", p.output);
+}
