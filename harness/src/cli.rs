@@ -7,6 +7,10 @@ use crate::outcome::{Reporters, Summary};
 use crate::profile::{self, KernelProfile};
 use crate::qemu::{Accel, QemuConfig};
 use crate::report::human::{Human, Level};
+use crate::report::json::Json;
+use crate::report::junit::Junit;
+use crate::report::ktap::Ktap;
+use crate::report::ReportError;
 use crate::runner::{self, RunConfig};
 use crate::{paths, plan, prereq, spec};
 use anyhow::{bail, Context, Result};
@@ -103,6 +107,15 @@ pub struct TestArgs {
     /// Boot with `oops=panic`: an oops ends the guest at once.
     #[arg(long)]
     pub panic_on_oops: bool,
+    /// Write a JSON report (schema: docs/report.schema.json).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a JUnit XML report.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Print KTAP version 1 on stdout (the human output moves to stderr).
+    #[arg(long)]
+    pub ktap: bool,
 }
 
 /// Runs a parsed command; `Ok(false)` means tests failed.
@@ -301,8 +314,34 @@ fn test(args: TestArgs) -> Result<bool> {
     } else {
         Level::Normal
     };
-    let mut reporters = Reporters(vec![Box::new(Human::stdout(level))]);
+    let human = if args.ktap {
+        Human::stderr(level)
+    } else {
+        Human::stdout(level)
+    };
+    let mut reporters = Reporters(vec![Box::new(human)]);
+    let mut outputs: Vec<(String, ReportError)> = Vec::new();
+    if let Some(path) = &args.json {
+        let r = Json::new(path.clone());
+        outputs.push((format!("JSON report {}", path.display()), r.error_handle()));
+        reporters.0.push(Box::new(r));
+    }
+    if let Some(path) = &args.junit {
+        let r = Junit::new(path.clone());
+        outputs.push((format!("JUnit report {}", path.display()), r.error_handle()));
+        reporters.0.push(Box::new(r));
+    }
+    if args.ktap {
+        let r = Ktap::stdout();
+        outputs.push(("KTAP output".to_string(), r.error_handle()));
+        reporters.0.push(Box::new(r));
+    }
     let summary: Summary = runner::run(&config, &planned, &mut reporters);
+    for (what, handle) in outputs {
+        if let Some(e) = handle.get() {
+            bail!("cannot write the {what}: {e}");
+        }
+    }
     Ok(summary.ok())
 }
 

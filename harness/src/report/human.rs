@@ -40,6 +40,15 @@ impl Human {
         }
     }
 
+    /// Writes to stderr (when stdout carries a machine format such as KTAP).
+    pub fn stderr(level: Level) -> Human {
+        Human {
+            colour: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            out: Box::new(std::io::stderr()),
+            ..Human::stdout(level)
+        }
+    }
+
     fn paint(&self, status: Status) -> String {
         let label = format!("{:<7}", status.label());
         if !self.colour {
