@@ -99,7 +99,7 @@ fn compile_error_is_shown_and_exits_2() {
 
 #[test]
 fn kill_9_of_modvm_takes_qemu_with_it() {
-    let mut child = spawn_modvm(&["test", "--accel", "tcg", "--boot-timeout", "120"]);
+    let (mut child, _out) = spawn_modvm(&["test", "--accel", "tcg", "--boot-timeout", "120"]);
     let qemu =
         wait_for_qemu_child(child.id(), Duration::from_secs(120)).expect("modvm started a QEMU");
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
@@ -112,7 +112,7 @@ fn kill_9_of_modvm_takes_qemu_with_it() {
 
 #[test]
 fn ctrl_c_stops_qemu_and_exits_130() {
-    let mut child = spawn_modvm(&["test", "--accel", "tcg", "--boot-timeout", "120"]);
+    let (mut child, _out) = spawn_modvm(&["test", "--accel", "tcg", "--boot-timeout", "120"]);
     let qemu =
         wait_for_qemu_child(child.id(), Duration::from_secs(120)).expect("modvm started a QEMU");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -26,18 +26,19 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Per-test output directory under the workspace's target dir.
-pub fn out_dir() -> PathBuf {
+/// A per-call output directory under the workspace's target dir, removed
+/// when dropped (so repeated test runs leave nothing behind).
+pub fn out_dir() -> tempfile::TempDir {
     let d = repo().join("target").join("modvm-tests");
     std::fs::create_dir_all(&d).unwrap();
-    tempfile::tempdir_in(d).unwrap().keep()
+    tempfile::tempdir_in(d).unwrap()
 }
 
-fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+fn command(args: &[&str], env: &[(&str, &str)], out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_modvm"));
     c.args(args).current_dir(repo()).env("NO_COLOR", "1");
     if args.first() == Some(&"test") {
-        c.arg("--out").arg(out_dir());
+        c.arg("--out").arg(out);
     }
     for (k, v) in env {
         c.env(k, v);
@@ -47,7 +48,11 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
 
 /// Runs modvm to completion.
 pub fn modvm(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = command(args, env).stdin(Stdio::null()).output().unwrap();
+    let dir = out_dir();
+    let out = command(args, env, dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     Output {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -55,14 +60,17 @@ pub fn modvm(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
-/// Starts modvm and returns at once.
-pub fn spawn_modvm(args: &[&str]) -> Child {
-    command(args, &[])
+/// Starts modvm and returns at once (its output directory is removed when
+/// the returned guard drops).
+pub fn spawn_modvm(args: &[&str]) -> (Child, tempfile::TempDir) {
+    let dir = out_dir();
+    let child = command(args, &[], dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    (child, dir)
 }
 
 /// A scratch copy of `module/` (the user's module stays untouched).
