@@ -97,6 +97,28 @@ pub struct StepResult {
     pub duration_ms: u64,
 }
 
+impl StepResult {
+    /// A step with nothing recorded yet (expected exit 0, no output); the
+    /// runner fills in what happened.
+    pub fn empty(index: usize, description: String, command: String, status: Status) -> StepResult {
+        StepResult {
+            index,
+            description,
+            command,
+            status,
+            expected_exit: 0,
+            expected_errno: None,
+            exit: None,
+            output: String::new(),
+            kernel_lines: Vec::new(),
+            failures: Vec::new(),
+            crashes: Vec::new(),
+            taint: None,
+            duration_ms: 0,
+        }
+    }
+}
+
 /// One test as it ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {

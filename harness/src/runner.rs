@@ -260,19 +260,9 @@ fn skipped(index: usize, step: &Step, description: String) -> StepResult {
         ExitExpect::Errno(e) => (1, Some(e.name.to_string())),
     };
     StepResult {
-        index,
-        description,
-        command: step.action.command(),
-        status: Status::Skip,
         expected_exit,
         expected_errno,
-        exit: None,
-        output: String::new(),
-        kernel_lines: Vec::new(),
-        failures: Vec::new(),
-        crashes: Vec::new(),
-        taint: None,
-        duration_ms: 0,
+        ..StepResult::empty(index, description, step.action.command(), Status::Skip)
     }
 }
 

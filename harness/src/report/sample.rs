@@ -21,21 +21,7 @@ fn line(raw: &str) -> KernelLine {
 }
 
 fn step(index: usize, description: &str, command: &str, status: Status) -> StepResult {
-    StepResult {
-        index,
-        description: description.into(),
-        command: command.into(),
-        status,
-        expected_exit: 0,
-        expected_errno: None,
-        exit: None,
-        output: String::new(),
-        kernel_lines: Vec::new(),
-        failures: Vec::new(),
-        crashes: Vec::new(),
-        taint: None,
-        duration_ms: 0,
-    }
+    StepResult::empty(index, description.into(), command.into(), status)
 }
 
 fn ran(mut s: StepResult, exit: i32, ms: u64, lines: &[&str]) -> StepResult {
