@@ -141,8 +141,12 @@ pub fn run(cli: Cli) -> Result<bool> {
         }
         Command::Fetch(args) => {
             let profile = profile::load(&args.kernel)?;
-            let tools = prereq::required(&profile.compiler);
-            prereq::ensure(&tools[3..], &mut say)?;
+            // Fetching needs only apt's tools, not the compiler or QEMU.
+            let tools: Vec<_> = prereq::required(&profile.compiler)
+                .into_iter()
+                .filter(|t| ["apt-get", "dpkg-deb"].contains(&t.program.as_str()))
+                .collect();
+            prereq::ensure(&tools, &mut say)?;
             let kit = fetch_kit(&args, &profile)?;
             println!(
                 "{}: {} ({}) ready in {}",
@@ -237,10 +241,13 @@ fn doctor(args: &KitArgs) -> Result<bool> {
             cache.display()
         ),
     }
-    if !ok && prereq::can_self_install() {
-        println!("(running as root on Debian: `modvm test` installs missing tools itself)");
+    if !ok {
+        if prereq::can_self_install() {
+            println!("(running as root on Debian: `modvm test` installs missing tools itself)");
+        }
+        bail!("some host prerequisites are missing (see above)");
     }
-    Ok(ok)
+    Ok(true)
 }
 
 fn test(args: TestArgs) -> Result<bool> {

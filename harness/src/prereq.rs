@@ -29,6 +29,11 @@ pub fn required(compiler: &str) -> Vec<Tool> {
         ),
         t("apt-get", "apt", "fetches the guest kernel and busybox"),
         t("dpkg-deb", "dpkg", "unpacks the fetched packages"),
+        t(
+            "addr2line",
+            "binutils",
+            "symbolises crash frames to file:line",
+        ),
     ]
 }
 

@@ -207,6 +207,7 @@ fn run_steps(
     result.status = Status::Pass;
     let mut taint = guest.boot_taint;
     let rounds = test.spec.repeat;
+    let mut failed_round = None;
     for round in 1..=rounds {
         for (i, step) in test.spec.steps.iter().enumerate() {
             let index = result.steps.len();
@@ -219,8 +220,9 @@ fn run_steps(
                 ((i + 1).to_string(), step.action.to_string())
             };
             if result.status != Status::Pass {
-                // Only the first round's remaining steps are listed as skipped.
-                if round == 1 || result.steps.len() < test.spec.steps.len() {
+                // The rest of the round that failed is listed as skipped;
+                // later rounds are not listed at all.
+                if failed_round == Some(round) {
                     result.steps.push(skipped(index, step, description));
                 }
                 continue;
@@ -234,6 +236,7 @@ fn run_steps(
             let mut r = outcome.result;
             symbolize_all(&mut r.crashes, &test.modules);
             if r.status != Status::Pass {
+                failed_round = Some(round);
                 result.status = r.status;
                 if let Some(c) = r.crashes.first() {
                     result.crash = Some(c.clone());

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 /// The file name modvm looks for in a module directory.
 pub const SPEC_FILE: &str = "modvm.json";
 
+/// Longest `run` command: it travels base64-encoded (4/3 larger) on one line
+/// of the guest's terminal, which holds at most 4095 bytes.
+pub const MAX_COMMAND_BYTES: usize = 2048;
+
 /// Default per-step deadline.
 pub const DEFAULT_STEP_TIMEOUT_S: f64 = 30.0;
 
@@ -498,6 +502,12 @@ impl TryFrom<RawStep> for Step {
                 Action::Insmod(load)
             }
             (None, Some(m), None) => Action::Rmmod(module_name(&m)?),
+            (None, None, Some(c)) if c.len() > MAX_COMMAND_BYTES => {
+                return Err(format!(
+                    "`run` is {} bytes; a command is at most {MAX_COMMAND_BYTES} bytes (the guest reads it as one terminal line): split it into several steps",
+                    c.len()
+                ))
+            }
             (None, None, Some(c)) if !c.trim().is_empty() => Action::Run(c),
             (None, None, Some(_)) => return Err("`run` needs a command".into()),
             (None, None, None) => {
@@ -973,6 +983,15 @@ mod tests {
             err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": "EWHAT"}]}]}"#)
                 .contains("unknown errno")
         );
+    }
+
+    #[test]
+    fn overlong_command_is_refused() {
+        let long = "x".repeat(MAX_COMMAND_BYTES + 1);
+        let e = err(&format!(
+            r#"{{"tests": [{{"name": "a", "steps": [{{"run": "{long}"}}]}}]}}"#
+        ));
+        assert!(e.contains("at most 2048 bytes"), "{e}");
     }
 
     #[test]
