@@ -83,6 +83,9 @@ pub struct TestArgs {
     /// Seconds a guest may take to reach its shell.
     #[arg(long, default_value_t = 60.0)]
     pub boot_timeout: f64,
+    /// Seconds a step may take when its spec sets no `timeout_s`.
+    #[arg(long, default_value_t = spec::DEFAULT_STEP_TIMEOUT_S)]
+    pub step_timeout: f64,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory: u32,
@@ -251,6 +254,9 @@ fn doctor(args: &KitArgs) -> Result<bool> {
 }
 
 fn test(args: TestArgs) -> Result<bool> {
+    if !(args.step_timeout > 0.0 && args.boot_timeout > 0.0) {
+        bail!("--step-timeout and --boot-timeout take a positive number of seconds");
+    }
     let specs = load_specs(&args.paths)?;
     let filter = args.filter.as_deref();
     if specs.iter().all(|s| plan::selected(s, filter).is_empty()) {
@@ -313,6 +319,7 @@ fn test(args: TestArgs) -> Result<bool> {
         boot_timeout: Duration::from_secs_f64(args.boot_timeout.max(1.0)),
         artifacts,
         echo_console: args.console,
+        step_timeout_s: args.step_timeout,
     };
     let level = if args.quiet {
         Level::Quiet

@@ -42,6 +42,8 @@ pub struct RunConfig {
     pub artifacts: PathBuf,
     /// Stream each guest's console and kernel log to stderr.
     pub echo_console: bool,
+    /// Deadline of steps whose spec sets none, in seconds.
+    pub step_timeout_s: f64,
 }
 
 /// A test ready to run: its spec, the initramfs holding its modules, and
@@ -139,7 +141,14 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
                 name: &name,
                 boot: guest.boot_time,
             });
-            run_steps(&mut guest, test, &name, &mut result, reporter);
+            run_steps(
+                &mut guest,
+                test,
+                config.step_timeout_s,
+                &name,
+                &mut result,
+                reporter,
+            );
             if result.status != Status::Pass {
                 result.kernel_tail = guest.klog.tail(TAIL_LINES);
             }
@@ -200,6 +209,7 @@ fn write_artifacts(dir: &Path, test: &PlannedTest, qemu: &QemuConfig) -> std::io
 fn run_steps(
     guest: &mut Guest,
     test: &PlannedTest,
+    step_timeout_s: f64,
     name: &str,
     result: &mut TestResult,
     reporter: &mut dyn Reporter,
@@ -232,7 +242,8 @@ fn run_steps(
                 index,
                 description: &description,
             });
-            let outcome = run_step(guest, &id, index, step, description, &mut taint);
+            let timeout = test.spec.timeout_of(step, step_timeout_s);
+            let outcome = run_step(guest, &id, index, step, timeout, description, &mut taint);
             let mut r = outcome.result;
             symbolize_all(&mut r.crashes, &test.modules);
             if r.status != Status::Pass {
@@ -279,12 +290,13 @@ fn run_step(
     id: &str,
     index: usize,
     step: &Step,
+    timeout_s: f64,
     description: String,
     taint: &mut u64,
 ) -> StepOutcome {
     let started = Instant::now();
     let from = guest.klog.len();
-    let deadline = started + Duration::from_secs_f64(step.timeout_s);
+    let deadline = started + Duration::from_secs_f64(timeout_s);
     let command = step.action.command();
     let mut r = StepResult {
         command: command.clone(),
@@ -340,8 +352,7 @@ fn run_step(
             };
             match e {
                 ConsoleError::Timeout { .. } => r.failures.push(format!(
-                    "`{command}` did not finish within {:.1} s",
-                    step.timeout_s
+                    "`{command}` did not finish within {timeout_s:.1} s"
                 )),
                 ConsoleError::Aborted { .. } => r.failures.push(format!(
                     "`{command}` did not finish after the kernel reported a crash"

@@ -45,9 +45,26 @@ pub struct TestSpec {
     pub panic_on_warn: bool,
     /// Boot with `oops=panic`: any oops ends the guest.
     pub panic_on_oops: bool,
+    /// Deadline of steps that set none (else the run's default).
+    pub step_timeout_s: Option<f64>,
+}
+
+/// A deadline given in seconds must be positive and at most a day.
+fn check_timeout(field: &str, value: Option<f64>) -> Result<(), String> {
+    match value {
+        Some(t) if !(t > 0.0 && t <= 86400.0) => Err(format!(
+            "`{field}` must be between 0 and 86400 seconds, not {t}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl TestSpec {
+    /// The deadline of `step`: its own, the test's, or `default`.
+    pub fn timeout_of(&self, step: &Step, default: f64) -> f64 {
+        step.timeout_s.or(self.step_timeout_s).unwrap_or(default)
+    }
+
     /// Kernel parameters the test asks for.
     pub fn kernel_args(&self) -> String {
         let mut a = Vec::new();
@@ -86,6 +103,8 @@ struct RawTest {
     panic_on_warn: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     panic_on_oops: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    step_timeout_s: Option<f64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -107,6 +126,7 @@ impl TryFrom<RawTest> for TestSpec {
         if matches!(&r.expect_crash, Some(t) if t.trim().is_empty()) {
             return Err("`expect_crash` needs part of the expected crash title, e.g. \"NULL pointer dereference\"".into());
         }
+        check_timeout("step_timeout_s", r.step_timeout_s)?;
         let mut steps: Vec<Step> = r
             .modules
             .iter()
@@ -133,6 +153,7 @@ impl TryFrom<RawTest> for TestSpec {
             expect_crash: r.expect_crash,
             panic_on_warn: r.panic_on_warn,
             panic_on_oops: r.panic_on_oops,
+            step_timeout_s: r.step_timeout_s,
         })
     }
 }
@@ -148,6 +169,7 @@ impl From<TestSpec> for RawTest {
             expect_crash: t.expect_crash,
             panic_on_warn: t.panic_on_warn,
             panic_on_oops: t.panic_on_oops,
+            step_timeout_s: t.step_timeout_s,
         }
     }
 }
@@ -243,7 +265,8 @@ pub struct Step {
     pub kernel_log: Vec<Expect>,
     /// printk lines that must not appear during the step.
     pub not_kernel_log: Vec<Expect>,
-    pub timeout_s: f64,
+    /// Deadline of this step; `None` takes the test's `step_timeout_s`.
+    pub timeout_s: Option<f64>,
 }
 
 impl Step {
@@ -256,7 +279,7 @@ impl Step {
             not_output: Vec::new(),
             kernel_log: Vec::new(),
             not_kernel_log: Vec::new(),
-            timeout_s: DEFAULT_STEP_TIMEOUT_S,
+            timeout_s: None,
         }
     }
 }
@@ -539,12 +562,7 @@ impl TryFrom<RawStep> for Step {
             (Some(code), None) => ExitExpect::Status(code),
             (None, None) => ExitExpect::Status(0),
         };
-        let timeout_s = r.timeout_s.unwrap_or(DEFAULT_STEP_TIMEOUT_S);
-        if !(timeout_s > 0.0 && timeout_s <= 86400.0) {
-            return Err(format!(
-                "`timeout_s` must be between 0 and 86400 seconds, not {timeout_s}"
-            ));
-        }
+        check_timeout("timeout_s", r.timeout_s)?;
         Ok(Step {
             action,
             exit,
@@ -552,7 +570,7 @@ impl TryFrom<RawStep> for Step {
             not_output: r.not_output,
             kernel_log: r.kernel_log,
             not_kernel_log: r.not_kernel_log,
-            timeout_s,
+            timeout_s: r.timeout_s,
         })
     }
 }
@@ -587,7 +605,7 @@ impl From<Step> for RawStep {
             not_output: s.not_output,
             kernel_log: s.kernel_log,
             not_kernel_log: s.not_kernel_log,
-            timeout_s: Some(s.timeout_s),
+            timeout_s: s.timeout_s,
         }
     }
 }
@@ -626,6 +644,7 @@ pub fn smoke_test(modules_in_load_order: &[String]) -> TestSpec {
         expect_crash: None,
         panic_on_warn: false,
         panic_on_oops: false,
+        step_timeout_s: None,
     }
 }
 
