@@ -15,6 +15,17 @@ fn fixture(name: &str) -> String {
         .into_owned()
 }
 
+/// Schema violations of a real report (docs/report.schema.json).
+fn schema_errors(report: &Value) -> Vec<String> {
+    let schema: Value =
+        serde_json::from_slice(&std::fs::read(repo().join("docs/report.schema.json")).unwrap())
+            .unwrap();
+    let v = jsonschema::validator_for(&schema).expect("the schema compiles");
+    v.iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
 /// Runs `modvm test` on fixtures (in order) and returns (exit code, report).
 fn run(fixtures: &[&str], extra: &[&str]) -> (Output, Value) {
     let report = tempfile::NamedTempFile::new().unwrap();
@@ -79,6 +90,11 @@ fn each_fixture_is_caught_titled_and_located() {
         &[],
     );
     assert_eq!(out.code, 1, "crashes fail the run: {}", out.all());
+    assert_eq!(
+        schema_errors(&report),
+        Vec::<String>::new(),
+        "a real report follows the schema"
+    );
     let nul = "BUG: unable to handle kernel NULL pointer dereference in";
     assert_crash(
         &report,
@@ -120,7 +136,7 @@ fn each_fixture_is_caught_titled_and_located() {
         &report,
         "loop_init",
         "BUG: soft lockup in loop_init_init",
-        Some(("loop_init_init", "loop_init.c", 18)),
+        Some(("loop_init_init", "loop_init.c", 20)),
     );
     // The plain kernel has no KASAN: use-after-free and out-of-bounds writes
     // go unseen there, and must not be invented.
