@@ -26,9 +26,18 @@ const FILE_EXEC: u32 = 0o100755;
 const FILE: u32 = 0o100644;
 const CHAR_DEV: u32 = 0o020600;
 
-/// Writes the archive to `out` (created or replaced).
+/// Writes the archive to `out`, replacing it atomically: a QEMU of another
+/// run that is reading the old archive keeps reading the old file.
 pub fn write(spec: &InitramfsSpec, out: &Path) -> std::io::Result<()> {
-    let mut w = BufWriter::new(File::create(out)?);
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    write_to(spec, tmp.as_file())?;
+    tmp.persist(out).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn write_to(spec: &InitramfsSpec, file: &File) -> std::io::Result<()> {
+    let mut w = BufWriter::new(file);
     let mut ino = 1u32;
     let mut next = || {
         ino += 1;

@@ -15,10 +15,10 @@
 //! waited re-reads `current.json` and finds the kit the other one made.
 
 use crate::apt::{self, Apt, AptError, PackageInfo};
+use crate::lock::Lock;
 use crate::profile::KernelProfile;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File};
-use std::os::fd::AsRawFd;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// A ready-to-use kit (paths absolute).
@@ -105,7 +105,10 @@ pub fn ensure(
     let kernels = cache.join("kernels");
     fs::create_dir_all(&kernels).map_err(io_err(&kernels))?;
     let lock_path = kernels.join(format!("{}.lock", profile.name));
-    let _lock = Lock::exclusive(&lock_path, progress)?;
+    let _lock = Lock::exclusive(&lock_path, &mut || {
+        progress.step("waiting for another modvm run to finish fetching this kernel")
+    })
+    .map_err(io_err(&lock_path))?;
     if !refresh {
         if let Some(kit) = cached(cache, profile) {
             return Ok(kit);
@@ -284,29 +287,6 @@ fn remove_stale_staging(dir: &Path) {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
-    }
-}
-
-/// An exclusive flock(2), released when the file closes on drop (and by the
-/// kernel if we die); the field only keeps the descriptor open.
-struct Lock(#[allow(dead_code)] File);
-
-impl Lock {
-    fn exclusive(path: &Path, progress: &mut dyn Progress) -> Result<Lock, KitError> {
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(io_err(path))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            progress.step("waiting for another modvm run to finish fetching this kernel");
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(io_err(path)(std::io::Error::last_os_error()));
-            }
-        }
-        Ok(Lock(f))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod initramfs;
 pub mod kbuild;
 pub mod kernel;
 pub mod klog;
+pub mod lock;
 pub mod logsink;
 pub mod outcome;
 pub mod paths;

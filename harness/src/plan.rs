@@ -5,6 +5,7 @@
 use crate::initramfs::{self, InitramfsSpec};
 use crate::kbuild::{self, BuildError};
 use crate::kernel::Kit;
+use crate::lock::Lock;
 use crate::runner::{dir_name, PlannedTest};
 use crate::spec::{self, Action, LoadedSpec, SpecError, TestSpec};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,17 @@ pub fn prepare(
             continue;
         }
         let build_dir = build_root.join(dir_name(&loaded.suite));
+        // Two runs of the same module (two terminals, parallel CI jobs) take
+        // turns at its build directory.
+        std::fs::create_dir_all(build_root).map_err(|source| PlanError::Io {
+            path: build_root.to_path_buf(),
+            source,
+        })?;
+        let lock_path = build_root.join(format!("{}.lock", dir_name(&loaded.suite)));
+        let _lock = Lock::exclusive(&lock_path, &mut || {}).map_err(|source| PlanError::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
         let built = kbuild::build(&loaded.dir, &kit.headers, &build_dir).map_err(|source| {
             PlanError::Build {
                 dir: loaded.dir.clone(),

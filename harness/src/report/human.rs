@@ -242,8 +242,9 @@ impl Reporter for Human {
                         parts.push(format!("{n} {what}"));
                     }
                 }
+                let gap = if self.level == Level::Quiet { "" } else { "\n" };
                 self.line(&format!(
-                    "\n{} in {}",
+                    "{gap}{} in {}",
                     parts.join(", "),
                     secs(s.duration_ms)
                 ));

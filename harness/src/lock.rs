@@ -1,0 +1,64 @@
+//! Exclusive file locks (flock(2)) for state that several modvm runs share:
+//! the kernel cache and the build directories.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// Held while alive; released when the descriptor closes on drop, and by the
+/// kernel if the process dies, so a killed run never leaves a stale lock.
+pub struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Takes the lock on `path` (created if missing); if another process
+    /// holds it, calls `waiting` once and blocks until it is free.
+    pub fn exclusive(path: &Path, waiting: &mut dyn FnMut()) -> std::io::Result<Lock> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            waiting();
+            // SAFETY: as above.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(Lock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_second_taker_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let first = Lock::exclusive(&path, &mut || panic!("free at first")).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let p = path.clone();
+        let t = std::thread::spawn(move || {
+            let mut told = false;
+            let _second = Lock::exclusive(&p, &mut || told = true).unwrap();
+            tx.send(told).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "blocked while held"
+        );
+        drop(first);
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            "was told to wait"
+        );
+        t.join().unwrap();
+    }
+}
