@@ -168,6 +168,9 @@ pub fn run(cli: Cli) -> Result<bool> {
     }
 }
 
+/// Below this the cloud kernel does not reach its shell (64 MiB fails).
+const MIN_MEMORY_MIB: u32 = 96;
+
 fn say(msg: &str) {
     eprintln!("modvm: {msg}");
 }
@@ -256,6 +259,12 @@ fn doctor(args: &KitArgs) -> Result<bool> {
 fn test(args: TestArgs) -> Result<bool> {
     if !(args.step_timeout > 0.0 && args.boot_timeout > 0.0) {
         bail!("--step-timeout and --boot-timeout take a positive number of seconds");
+    }
+    if args.memory < MIN_MEMORY_MIB {
+        bail!(
+            "--memory {} is too small: the guest kernel needs at least {MIN_MEMORY_MIB} MiB",
+            args.memory
+        );
     }
     let specs = load_specs(&args.paths)?;
     let filter = args.filter.as_deref();
@@ -355,6 +364,15 @@ fn test(args: TestArgs) -> Result<bool> {
         if let Some(e) = handle.get() {
             bail!("cannot write the {what}: {e}");
         }
+    }
+    // Tests that modvm could not run say nothing about the module: when
+    // nothing else failed, that is an environment problem (exit 2).
+    if summary.errors > 0 && summary.failed + summary.crashed + summary.timed_out == 0 {
+        bail!(
+            "{} test{} could not run (see the errors above)",
+            summary.errors,
+            if summary.errors == 1 { "" } else { "s" }
+        );
     }
     Ok(summary.ok())
 }

@@ -23,7 +23,7 @@ pub enum BootError {
         binary: String,
         source: std::io::Error,
     },
-    #[error("QEMU exited during boot ({status}): {stderr}")]
+    #[error("QEMU exited during boot ({status}): {}", explain_exit(stderr))]
     QemuExited { status: String, stderr: String },
     #[error("the guest did not reach its shell within {0:.1?}")]
     Timeout(Duration),
@@ -31,6 +31,14 @@ pub enum BootError {
     Console(String),
     #[error("cannot prepare the guest's run directory: {0}")]
     Io(#[from] std::io::Error),
+}
+
+fn explain_exit(stderr: &str) -> String {
+    if stderr.is_empty() {
+        "no error from QEMU: the guest reset or powered off before its shell started (see kernel.log)".into()
+    } else {
+        stderr.to_string()
+    }
 }
 
 /// Files a guest writes its streams into.
