@@ -123,3 +123,25 @@ fn ctrl_c_stops_qemu_and_exits_130() {
         "QEMU {qemu} outlived Ctrl-C"
     );
 }
+
+#[test]
+fn a_qemu_that_cannot_start_is_an_environment_error() {
+    let out = modvm(
+        &[
+            "test",
+            "--accel",
+            "tcg",
+            "--qemu",
+            "/nonexistent/qemu-system-x86_64",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("cannot start /nonexistent/qemu-system-x86_64"),
+        "{}",
+        out.all()
+    );
+    assert!(out.stderr.contains("could not run"), "{}", out.all());
+}
