@@ -2,8 +2,8 @@
 //!
 //! Three layers, because each covers a way of dying the others miss:
 //! * `Drop` of the guest kills and reaps its QEMU (normal return, errors, panics);
-//! * a Ctrl-C / SIGTERM handler kills every registered child before exiting,
-//!   since `exit` from a signal handler runs no destructors;
+//! * a Ctrl-C / SIGTERM handler kills every registered child at once (then
+//!   lets the run write its reports, and exits 130);
 //! * `PR_SET_PDEATHSIG(SIGKILL)` makes the kernel kill QEMU when modvm itself
 //!   is killed with SIGKILL, where no code of ours runs at all.
 //!
@@ -14,10 +14,13 @@
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
+use std::time::Duration;
 
 static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static HANDLER: Once = Once::new();
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Arms `cmd` so the child dies with us and sits in its own process group.
 ///
@@ -48,6 +51,10 @@ pub fn arm(cmd: &mut Command) {
 pub fn register(pid: u32) {
     install_interrupt_handler();
     LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    if interrupted() {
+        // Spawned while the handler was already stopping everything.
+        kill_all();
+    }
 }
 
 /// Forgets a child that has been reaped.
@@ -69,13 +76,33 @@ pub fn kill_all() {
     }
 }
 
-/// On Ctrl-C, SIGTERM or SIGHUP: kill the guests, say so, exit 130.
-fn install_interrupt_handler() {
+/// Whether the user interrupted the run (Ctrl-C, SIGTERM, SIGHUP).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// How long the run may take to wind down (write its reports) after an
+/// interrupt before the process exits regardless.
+const WIND_DOWN: Duration = Duration::from_secs(3);
+
+/// On Ctrl-C, SIGTERM or SIGHUP: kill the guests at once and let the run
+/// wind down, so the test in progress is reported as interrupted and the
+/// JSON/JUnit reports still get written; exit 130 after [`WIND_DOWN`] in any
+/// case, or at once on a second interrupt.
+pub fn install_interrupt_handler() {
     HANDLER.call_once(|| {
         let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                kill_all();
+                std::process::exit(130);
+            }
             kill_all();
             eprintln!("\nmodvm: interrupted; guests stopped");
-            std::process::exit(130);
+            std::thread::spawn(|| {
+                std::thread::sleep(WIND_DOWN);
+                kill_all();
+                std::process::exit(130);
+            });
         });
     });
 }

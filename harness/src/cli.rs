@@ -12,7 +12,7 @@ use crate::report::junit::Junit;
 use crate::report::ktap::Ktap;
 use crate::report::ReportError;
 use crate::runner::{self, RunConfig};
-use crate::{paths, plan, prereq, spec};
+use crate::{children, paths, plan, prereq, spec};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -121,8 +121,14 @@ pub struct TestArgs {
     pub ktap: bool,
 }
 
+/// The run was stopped by Ctrl-C (exit 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
 /// Runs a parsed command; `Ok(false)` means tests failed.
 pub fn run(cli: Cli) -> Result<bool> {
+    children::install_interrupt_handler();
     match cli.command {
         Command::Test(args) => test(args),
         Command::List(args) => {
@@ -364,6 +370,9 @@ fn test(args: TestArgs) -> Result<bool> {
         if let Some(e) = handle.get() {
             bail!("cannot write the {what}: {e}");
         }
+    }
+    if children::interrupted() {
+        return Err(Interrupted.into());
     }
     // Tests that modvm could not run say nothing about the module: when
     // nothing else failed, that is an environment problem (exit 2).

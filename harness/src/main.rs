@@ -1,5 +1,5 @@
 //! `modvm`: exit 0 when every test passed, 1 when a test failed, 2 for usage,
-//! configuration or environment errors.
+//! configuration or environment errors, 130 when interrupted.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     match modvm::cli::run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        Err(_) if modvm::children::interrupted() => ExitCode::from(130),
         Err(e) => {
             eprintln!("modvm: error: {e:#}");
             ExitCode::from(2)

@@ -5,6 +5,7 @@
 //! caught even when the command itself "succeeds". A crash ends the test
 //! (its guest is discarded); the next test boots a fresh guest.
 
+use crate::children;
 use crate::console::ConsoleError;
 use crate::crash;
 use crate::guest::{BootError, Guest, GuestLogs};
@@ -73,13 +74,40 @@ pub fn run(config: &RunConfig, tests: &[PlannedTest], reporter: &mut dyn Reporte
     });
     let mut summary = Summary::default();
     for test in tests {
-        let result = run_test(config, test, reporter);
+        if children::interrupted() {
+            break;
+        }
+        let mut result = run_test(config, test, reporter);
+        if children::interrupted() {
+            mark_interrupted(&mut result);
+        }
         summary.add(result.status);
         reporter.event(&Event::TestFinished(&result));
     }
     summary.duration_ms = started.elapsed().as_millis() as u64;
     reporter.event(&Event::RunFinished(&summary));
     summary
+}
+
+/// The guest died because we killed it: say so, rather than "crash".
+fn mark_interrupted(result: &mut TestResult) {
+    const WHY: &str = "interrupted by the user";
+    result.status = Status::Error;
+    result.message = Some(WHY.into());
+    result.crash = None;
+    result.crash_detect_ms = None;
+    if let Some(step) = result
+        .steps
+        .iter_mut()
+        .rev()
+        .find(|s| s.status != Status::Skip)
+    {
+        if step.status != Status::Pass {
+            step.status = Status::Error;
+            step.crashes.clear();
+            step.failures = vec![WHY.into()];
+        }
+    }
 }
 
 /// A file-system-safe version of a test name.

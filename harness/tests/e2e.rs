@@ -111,16 +111,32 @@ fn kill_9_of_modvm_takes_qemu_with_it() {
 }
 
 #[test]
-fn ctrl_c_stops_qemu_and_exits_130() {
-    let (mut child, _out) = spawn_modvm(&["test", "--accel", "tcg", "--boot-timeout", "120"]);
+fn ctrl_c_stops_qemu_and_exits_130_with_reports_written() {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let (mut child, _out) = spawn_modvm(&[
+        "test",
+        "--accel",
+        "tcg",
+        "--boot-timeout",
+        "120",
+        "--json",
+        report.path().to_str().unwrap(),
+    ]);
     let qemu =
         wait_for_qemu_child(child.id(), Duration::from_secs(120)).expect("modvm started a QEMU");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
     assert!(
         wait_gone(qemu, Duration::from_secs(5)),
         "QEMU {qemu} outlived Ctrl-C"
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.path()).unwrap()).expect("a JSON report");
+    assert_eq!(json["tests"][0]["status"], "error", "{json:#}");
+    assert_eq!(
+        json["tests"][0]["message"], "interrupted by the user",
+        "{json:#}"
     );
 }
 
