@@ -63,7 +63,7 @@ JSON
 overshoot=()
 for _ in $(seq "$runs"); do
 	"$bin" test --accel tcg --out "$out" -q --json "$out/hang.json" "$hang" >/dev/null || true
-	overshoot+=("$(field "$out/hang.json" 't=d["tests"][0]; t["duration_ms"] - t["boot_ms"] - 3000')")
+	overshoot+=("$(field "$out/hang.json" 'd["tests"][0]["duration_ms"] - d["tests"][0]["boot_ms"] - 3000')")
 done
 rm -rf "$hang"
 
