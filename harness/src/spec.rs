@@ -218,24 +218,36 @@ impl<'de> Deserialize<'de> for ModuleLoad {
                 }
                 let full = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 let name = module_name(&full.name).map_err(serde::de::Error::custom)?;
-                let mut params = BTreeMap::new();
-                for (k, v) in full.params {
-                    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                        return Err(serde::de::Error::custom(format!(
-                            "{k:?} is not a module parameter name (letters, digits and _)"
-                        )));
-                    }
-                    params.insert(k, v.0);
-                }
-                Ok(ModuleLoad { name, params })
+                module_load(&name, full.params).map_err(serde::de::Error::custom)
             }
         }
         d.deserialize_any(V)
     }
 }
 
-/// A parameter value: string, number or boolean, passed to insmod as text.
+/// A module with checked parameter names.
+fn module_load(name: &str, params: BTreeMap<String, ParamValue>) -> Result<ModuleLoad, String> {
+    let mut load = ModuleLoad::named(name);
+    for (k, v) in params {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "{k:?} is not a module parameter name (letters, digits and _)"
+            ));
+        }
+        load.params.insert(k, v.0);
+    }
+    Ok(load)
+}
+
+/// A parameter value: string, number or boolean, passed to insmod as text
+/// (and written back as text in the spec saved with a test's logs).
 struct ParamValue(String);
+
+impl Serialize for ParamValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl<'de> Deserialize<'de> for ParamValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -469,7 +481,7 @@ struct RawStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     insmod: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    params: BTreeMap<String, ParamText>,
+    params: BTreeMap<String, ParamValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rmmod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -490,21 +502,6 @@ struct RawStep {
     timeout_s: Option<f64>,
 }
 
-/// A parameter value as read (string, number or boolean) and written back.
-struct ParamText(String);
-
-impl<'de> Deserialize<'de> for ParamText {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        ParamValue::deserialize(d).map(|v| ParamText(v.0))
-    }
-}
-
-impl Serialize for ParamText {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
 impl TryFrom<RawStep> for Step {
     type Error = String;
     fn try_from(r: RawStep) -> Result<Step, String> {
@@ -513,16 +510,7 @@ impl TryFrom<RawStep> for Step {
         }
         let action = match (r.insmod, r.rmmod, r.run) {
             (Some(m), None, None) => {
-                let mut load = ModuleLoad::named(&module_name(&m)?);
-                for (k, v) in r.params {
-                    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                        return Err(format!(
-                            "{k:?} is not a module parameter name (letters, digits and _)"
-                        ));
-                    }
-                    load.params.insert(k, v.0);
-                }
-                Action::Insmod(load)
+                Action::Insmod(module_load(&module_name(&m)?, r.params)?)
             }
             (None, Some(m), None) => Action::Rmmod(module_name(&m)?),
             (None, None, Some(c)) if c.len() > MAX_COMMAND_BYTES => {
@@ -583,7 +571,7 @@ impl From<Step> for RawStep {
                 params = m
                     .params
                     .into_iter()
-                    .map(|(k, v)| (k, ParamText(v)))
+                    .map(|(k, v)| (k, ParamValue(v)))
                     .collect();
                 (Some(m.name), None, None)
             }
@@ -1002,6 +990,15 @@ mod tests {
             err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": "EWHAT"}]}]}"#)
                 .contains("unknown errno")
         );
+    }
+
+    #[test]
+    fn parameter_names_are_checked_in_both_forms() {
+        let step =
+            r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "params": {"a b": 1}}]}]}"#;
+        assert!(err(step).contains("not a module parameter name"));
+        let short = r#"{"tests": [{"name": "a", "modules": [{"name": "x", "params": {"": 1}}]}]}"#;
+        assert!(err(short).contains("not a module parameter name"));
     }
 
     #[test]
