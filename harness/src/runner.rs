@@ -26,6 +26,9 @@ const CRASH_GRACE: Duration = Duration::from_secs(1);
 /// How long to wait for QEMU to close the kernel log after the guest died,
 /// so the whole panic report is in.
 const DEATH_GRACE: Duration = Duration::from_secs(2);
+/// Lines before the new ones that the crash watcher searches again, so a
+/// report whose header arrived in an earlier batch is still recognised.
+const WATCH_CONTEXT: usize = 64;
 /// Kernel lines kept with a test that ended abnormally.
 const TAIL_LINES: usize = 40;
 
@@ -446,8 +449,11 @@ impl CrashWatch {
         if self.crashed_at.is_none() {
             let len = self.klog.len();
             if len != self.seen_len {
+                // Only the new lines (with a little context before them) are
+                // searched, so a chatty step costs linear time, not quadratic.
+                let start = self.seen_len.saturating_sub(WATCH_CONTEXT).max(self.from);
                 self.seen_len = len;
-                if !crash::detect(&self.klog.lines_from(self.from)).is_empty() {
+                if !crash::detect(&self.klog.lines_from(start)).is_empty() {
                     self.crashed_at = Some(Instant::now());
                 }
             }
