@@ -1,4 +1,4 @@
-//! Where modvm keeps things: the download cache and the build/artifact tree.
+//! Where modvm keeps its download cache (builds and logs go to `--out`).
 
 use std::path::PathBuf;
 
@@ -18,10 +18,4 @@ pub fn cache_dir(flag: Option<PathBuf>) -> PathBuf {
         return PathBuf::from(home).join(".cache").join("modvm");
     }
     std::env::temp_dir().join("modvm-cache")
-}
-
-/// Builds and run artifacts: `--out`, else `target/modvm` under the current
-/// directory (beside cargo's own output, ignored by git).
-pub fn out_dir(flag: Option<PathBuf>) -> PathBuf {
-    flag.unwrap_or_else(|| PathBuf::from("target").join("modvm"))
 }

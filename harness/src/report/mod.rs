@@ -5,6 +5,8 @@ pub mod human;
 pub mod json;
 pub mod junit;
 pub mod ktap;
+/// A realistic run for the reporters' tests (public for integration tests).
+#[doc(hidden)]
 pub mod sample;
 
 pub use file::ReportError;
