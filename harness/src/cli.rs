@@ -6,7 +6,7 @@ use crate::kernel::{self, Kit};
 use crate::outcome::{Reporters, Summary};
 use crate::profile::{self, KernelProfile};
 use crate::qemu::{Accel, QemuConfig};
-use crate::report::human::{Human, Level};
+use crate::report::human::{spinner, Human, Level};
 use crate::report::json::Json;
 use crate::report::junit::Junit;
 use crate::report::ktap::Ktap;
@@ -15,7 +15,6 @@ use crate::runner::{self, RunConfig};
 use crate::{children, paths, plan, prereq, spec};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -179,16 +178,6 @@ const MIN_MEMORY_MIB: u32 = 96;
 
 fn say(msg: &str) {
     eprintln!("modvm: {msg}");
-}
-
-fn spinner() -> ProgressBar {
-    let sp = ProgressBar::new_spinner();
-    sp.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    sp.enable_steady_tick(Duration::from_millis(120));
-    sp
 }
 
 fn fetch_kit(args: &KitArgs, profile: &KernelProfile) -> Result<Kit> {

@@ -116,7 +116,8 @@ impl QemuConfig {
     }
 }
 
-fn shell_quote(s: &str) -> String {
+/// Quotes `s` for a POSIX shell (also used for commands sent to the guest).
+pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));

@@ -3,6 +3,7 @@
 //! regexes are errors that name the file, line and column.
 
 use crate::errno::{self, Errno};
+use crate::qemu::shell_quote;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -349,17 +350,6 @@ fn kernel_quote(v: &str) -> String {
         format!("\"{v}\"")
     } else {
         v.to_string()
-    }
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.=,:/+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 

@@ -147,6 +147,18 @@ impl Human {
     }
 }
 
+/// A live line with a message and the time elapsed; indicatif hides it
+/// when stderr is not a terminal.
+pub fn spinner() -> ProgressBar {
+    let sp = ProgressBar::new_spinner();
+    sp.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    sp.enable_steady_tick(Duration::from_millis(120));
+    sp
+}
+
 fn secs(ms: u64) -> String {
     format!("{:.2}s", ms as f64 / 1000.0)
 }
@@ -170,13 +182,8 @@ impl Reporter for Human {
                 ));
             }
             Event::TestStarted { name } => {
-                let sp = ProgressBar::new_spinner();
-                sp.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
+                let sp = spinner();
                 sp.set_message(format!("{name}: booting"));
-                sp.enable_steady_tick(Duration::from_millis(120));
                 self.spinner = Some(sp);
             }
             Event::Booted { name, boot } => {
