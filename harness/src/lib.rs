@@ -7,6 +7,7 @@
 
 pub mod accel;
 pub mod apt;
+pub mod capture;
 pub mod children;
 pub mod cli;
 pub mod console;

@@ -6,7 +6,7 @@
 //! (its guest is discarded); the next test boots a fresh guest.
 
 use crate::children;
-use crate::console::ConsoleError;
+use crate::console::{self, ConsoleError};
 use crate::crash;
 use crate::guest::{BootError, Guest, GuestLogs};
 use crate::klog::{marker, KernelLine, KernelLog};
@@ -31,6 +31,9 @@ const DEATH_GRACE: Duration = Duration::from_secs(2);
 const WATCH_CONTEXT: usize = 64;
 /// Kernel lines kept with a test that ended abnormally.
 const TAIL_LINES: usize = 40;
+/// Kernel lines kept per step (a module that floods the log must not flood
+/// the reports); crash detection sees them all before the cut.
+const STEP_LINES: usize = 4000;
 
 /// Everything tests of one run share.
 #[derive(Debug, Clone)]
@@ -335,17 +338,29 @@ fn run_step(
     };
     let klog = guest.klog.clone();
     let mut watch = CrashWatch::new(klog, from);
+    let tag = console::new_tag(id);
+    let cut = StepCut {
+        begin: marker(id, "begin"),
+        end: marker(&tag, "end"),
+    };
     let outcome = guest
         .console
-        .run(id, &command, deadline, &mut || watch.crashed_long_ago());
+        .run(&tag, &command, deadline, &mut || watch.crashed_long_ago());
     match outcome {
         Ok(out) => {
             r.exit = Some(out.exit);
             r.taint = Some(out.taint);
             r.output = out.output;
-            r.kernel_lines = step_lines(&guest.klog, from, id, Instant::now() + KLOG_GRACE);
-            r.crashes = crash::detect(&r.kernel_lines);
-            r.failures = check(step, out.exit, &r.output, &r.kernel_lines);
+            let lines = step_lines(&guest.klog, from, &cut, Instant::now() + KLOG_GRACE);
+            r.crashes = crash::detect(&lines);
+            r.failures = check(step, out.exit, &r.output, &lines);
+            r.kernel_lines = bounded(lines);
+            if out.dropped > 0 && !step.not_output.is_empty() {
+                r.failures.push(format!(
+                    "`not_output` cannot be checked: {} bytes of the output were dropped (only the first and last 64 KiB are kept); make the command print less",
+                    out.dropped
+                ));
+            }
             if let Some(msg) = crash::unexpected_taint(*taint, out.taint) {
                 r.failures.push(msg.clone());
                 if r.crashes.is_empty() {
@@ -374,8 +389,9 @@ fn run_step(
                     .klog
                     .wait_until(Instant::now() + DEATH_GRACE, |_| false);
             }
-            r.kernel_lines = step_lines(&guest.klog, from, id, Instant::now());
-            r.crashes = crash::detect(&r.kernel_lines);
+            let lines = step_lines(&guest.klog, from, &cut, Instant::now());
+            r.crashes = crash::detect(&lines);
+            r.kernel_lines = bounded(lines);
             r.status = if r.crashes.is_empty() {
                 Status::Timeout
             } else {
@@ -462,24 +478,46 @@ impl CrashWatch {
     }
 }
 
+/// The kernel-log lines that delimit one step: the begin line names the
+/// step's id, the end line its secret tag (see `images/init`).
+struct StepCut {
+    begin: String,
+    end: String,
+}
+
 /// Kernel lines between the step's begin and end markers (or up to now).
-fn step_lines(klog: &KernelLog, from: usize, id: &str, deadline: Instant) -> Vec<KernelLine> {
-    let begin = marker(id, "begin");
-    let end = marker(id, "end");
+fn step_lines(klog: &KernelLog, from: usize, cut: &StepCut, deadline: Instant) -> Vec<KernelLine> {
     klog.wait_until(deadline, |lines| {
-        lines.iter().skip(from).any(|l| l.text == end)
+        lines.iter().skip(from).any(|l| l.text == cut.end)
     });
     let lines = klog.lines_from(from);
     let start = lines
         .iter()
-        .position(|l| l.text == begin)
+        .position(|l| l.text == cut.begin)
         .map(|p| p + 1)
         .unwrap_or(0);
     lines[start..]
         .iter()
-        .take_while(|l| l.text != end)
+        .take_while(|l| l.text != cut.end)
         .cloned()
         .collect()
+}
+
+/// At most [`STEP_LINES`] of a step's kernel lines, for the reports: the
+/// first and last halves, with a line saying how many were dropped between.
+fn bounded(mut kept: Vec<KernelLine>) -> Vec<KernelLine> {
+    if kept.len() > STEP_LINES {
+        let dropped = kept.len() - STEP_LINES;
+        kept.drain(STEP_LINES / 2..STEP_LINES / 2 + dropped);
+        kept.insert(
+            STEP_LINES / 2,
+            KernelLine::parse(&format!(
+                "[modvm: {dropped} kernel lines dropped here; the first and last {} are kept]",
+                STEP_LINES / 2
+            )),
+        );
+    }
+    kept
 }
 
 /// Unmet expectations of a finished step.
@@ -644,7 +682,11 @@ mod tests {
             std::io::Cursor::new(data.as_bytes().to_vec()),
             LogSink::new(None, None),
         );
-        let got = step_lines(&log, 0, "2", Instant::now() + Duration::from_secs(5));
+        let cut = StepCut {
+            begin: marker("2", "begin"),
+            end: marker("2", "end"),
+        };
+        let got = step_lines(&log, 0, &cut, Instant::now() + Duration::from_secs(5));
         assert_eq!(
             got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
             vec!["inside"]

@@ -89,7 +89,7 @@ impl Human {
         if t.steps.iter().all(|s| s.kernel_lines.is_empty()) && !t.kernel_tail.is_empty() {
             self.line("    last kernel lines:");
             for l in &t.kernel_tail {
-                self.line(&format!("      | {l}"));
+                self.line(&format!("      | {}", printable(&l.to_string())));
             }
         }
         self.line(&format!(
@@ -128,8 +128,15 @@ impl Human {
         }
         if !s.output.trim().is_empty() {
             self.line("      command output:");
-            for l in s.output.trim_end().lines() {
-                self.line(&format!("      > {l}"));
+            let lines: Vec<&str> = s.output.trim_end().lines().collect();
+            let skip = lines.len().saturating_sub(SHOWN_LINES);
+            if skip > 0 {
+                self.line(&format!(
+                    "      > ... {skip} earlier lines in the reports and console.log"
+                ));
+            }
+            for l in &lines[skip..] {
+                self.line(&format!("      > {}", printable(l)));
             }
         }
         if s.kernel_lines.is_empty() {
@@ -141,10 +148,22 @@ impl Human {
                 self.line(&format!("      | ... {skip} earlier lines in kernel.log"));
             }
             for l in &s.kernel_lines[skip..] {
-                self.line(&format!("      | {l}"));
+                self.line(&format!("      | {}", printable(&l.to_string())));
             }
         }
     }
+}
+
+/// `line` with control characters shown as escapes, so a command's binary
+/// output cannot move the cursor or retitle the user's terminal.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| match c {
+            '\t' => "\t".to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// A live line with a message and the time elapsed; indicatif hides it
