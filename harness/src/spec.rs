@@ -484,13 +484,30 @@ struct ExitStatus(i32);
 
 impl<'de> Deserialize<'de> for ExitStatus {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match i32::try_from(n) {
-            Ok(code) if (0..=255).contains(&code) => Ok(ExitStatus(code)),
-            _ => Err(serde::de::Error::custom(format!(
-                "`exit` must be between 0 and 255 (a command's exit status), not {n}"
-            ))),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ExitStatus;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("i32 (an exit status, 0 to 255)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ExitStatus, E> {
+                match i32::try_from(n) {
+                    Ok(code) if (0..=255).contains(&code) => Ok(ExitStatus(code)),
+                    _ => Err(E::custom(format!(
+                        "`exit` must be between 0 and 255 (a command's exit status), not {n}"
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ExitStatus, E> {
+                match i64::try_from(n) {
+                    Ok(n) => self.visit_i64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "`exit` must be between 0 and 255 (a command's exit status), not {n}"
+                    ))),
+                }
+            }
         }
+        d.deserialize_i64(V)
     }
 }
 
@@ -1106,7 +1123,7 @@ mod tests {
 
     #[test]
     fn exit_status_out_of_range_is_refused_at_its_place() {
-        for bad in ["300", "-1", "256", "4294967296"] {
+        for bad in ["300", "-1", "256", "4294967296", "18446744073709551615"] {
             let e = err(&format!(
                 "{{\"tests\": [{{\"name\": \"a\", \"steps\": [\n  {{\"run\": \"x\", \"exit\": {bad}}}]}}]}}"
             ));
