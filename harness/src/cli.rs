@@ -408,14 +408,42 @@ fn load_specs(paths: &[PathBuf]) -> Result<Vec<spec::LoadedSpec>> {
     } else {
         paths.to_vec()
     };
-    let mut specs = Vec::new();
+    let mut specs: Vec<spec::LoadedSpec> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for p in &paths {
         if !p.exists() {
             bail!("{}: no such file or directory", p.display());
         }
-        specs.push(spec::load(p)?);
+        let loaded = spec::load(p)?;
+        // The same spec named twice (`module module/modvm.json`) runs once.
+        let identity = std::fs::canonicalize(&loaded.path)
+            .or_else(|_| std::fs::canonicalize(&loaded.dir))
+            .unwrap_or_else(|_| loaded.path.clone());
+        if !seen.insert(identity) {
+            continue;
+        }
+        // Test names (`suite/test`) name reports and log directories.
+        if let Some(other) = specs.iter().find(|s| s.suite == loaded.suite) {
+            bail!(
+                "{} and {} are both suite {:?}; give one a different `suite` in its {} (or rename its directory)",
+                origin(other),
+                origin(&loaded),
+                loaded.suite,
+                spec::SPEC_FILE
+            );
+        }
+        specs.push(loaded);
     }
     Ok(specs)
+}
+
+/// Where a suite comes from, for messages.
+fn origin(loaded: &spec::LoadedSpec) -> String {
+    if loaded.smoke {
+        format!("{} (no {})", loaded.dir.display(), spec::SPEC_FILE)
+    } else {
+        loaded.path.display().to_string()
+    }
 }
 
 /// `<out>/runs/<UTC stamp>-<pid>`, plus a `latest` link to it.
@@ -478,6 +506,47 @@ mod tests {
     #[test]
     fn bad_accel_is_a_usage_error() {
         assert!(Cli::try_parse_from(["modvm", "test", "--accel", "xen"]).is_err());
+    }
+
+    fn module_dir(root: &Path, rel: &str, spec: Option<&str>) -> PathBuf {
+        let dir = root.join(rel);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Kbuild"), "obj-m := x.o\n").unwrap();
+        if let Some(text) = spec {
+            std::fs::write(dir.join(spec::SPEC_FILE), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_same_module_named_twice_is_loaded_once() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = module_dir(
+            root.path(),
+            "m",
+            Some(r#"{"tests": [{"name": "t", "steps": [{"run": "true"}]}]}"#),
+        );
+        let specs = load_specs(&[
+            dir.clone(),
+            dir.join(spec::SPEC_FILE),
+            root.path().join("m/../m"),
+        ])
+        .unwrap();
+        assert_eq!(specs.len(), 1);
+        let smoke = module_dir(root.path(), "s", None);
+        assert_eq!(load_specs(&[smoke.clone(), smoke]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn two_directories_with_one_suite_name_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let a = module_dir(root.path(), "p1/mod", None);
+        let b = module_dir(root.path(), "p2/mod", None);
+        let e = load_specs(&[a, b]).unwrap_err().to_string();
+        assert!(
+            e.contains("p1/mod (no modvm.json) and") && e.contains("both suite \"mod\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Guest {
     ) -> Result<Guest, BootError> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let run_dir = tempfile::Builder::new().prefix("modvm-").tempdir()?;
+        let run_dir = crate::sockdir::create()?;
         let mut config = config.clone();
         config.console_socket = run_dir.path().join("ttyS0.sock");
 

@@ -44,7 +44,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
 /// The result of a build.
 #[derive(Debug, Clone)]
 pub struct Built {
-    /// The `.ko` files, sorted by name.
+    /// The `.ko` files this build made, in kbuild's order.
     pub modules: Vec<PathBuf>,
     /// make's output (for `--verbose`).
     pub log: String,
@@ -75,6 +75,7 @@ fn mirror_into(src: &Path, dst: &Path, hasher: &mut impl Hasher) -> Result<(), B
         .collect::<Result<Vec<_>, _>>()
         .map_err(io_err(src))?;
     entries.sort_by_key(|e| e.file_name());
+    remove_vanished(&entries, dst)?;
     for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
         if is_build_product(&name) || name == "target" {
@@ -92,6 +93,29 @@ fn mirror_into(src: &Path, dst: &Path, hasher: &mut impl Hasher) -> Result<(), B
                 fs::write(&to, &data).map_err(io_err(&to))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes sources from the mirror that are gone from the user's directory,
+/// so a deleted file is not built (a `.c` or a `Kbuild` in a subdirectory
+/// could still name a module). Build products stay: make cleans up after
+/// itself and `modules.order` says which `.ko` files are current.
+fn remove_vanished(entries: &[fs::DirEntry], dst: &Path) -> Result<(), BuildError> {
+    let present: std::collections::HashSet<_> = entries.iter().map(|e| e.file_name()).collect();
+    for entry in fs::read_dir(dst).map_err(io_err(dst))? {
+        let entry = entry.map_err(io_err(dst))?;
+        let name = entry.file_name();
+        if present.contains(&name) || is_build_product(&name.to_string_lossy()) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().map_err(io_err(&path))?.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(io_err(&path))?;
     }
     Ok(())
 }
@@ -156,38 +180,74 @@ pub fn build(src: &Path, headers: &Path, build_dir: &Path) -> Result<Built, Buil
 /// Records the fingerprint of the last successful build in the build dir.
 const STAMP: &str = ".modvm-build-stamp";
 
+/// The `.ko` files this build made, in kbuild's order. `modules.order` is
+/// rewritten by every build with exactly the modules the Kbuild names now,
+/// so a `.ko` left over from a renamed or removed module is never picked
+/// up. Entries are `dir/name.o` (or `.ko` in older kernels), relative to the
+/// build directory.
 fn built_modules(dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
-    let mut modules: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
-        .collect();
-    modules.sort();
+    let order = dir.join("modules.order");
+    let text = match fs::read_to_string(&order) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&order)(e)),
+    };
+    let mut modules = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let rel = line.strip_suffix(".o").map(|s| format!("{s}.ko"));
+        let path = dir.join(rel.as_deref().unwrap_or(line));
+        if !path.is_file() {
+            return Err(BuildError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "listed in modules.order but not built",
+                ),
+            });
+        }
+        if !modules.contains(&path) {
+            modules.push(path);
+        }
+    }
     Ok(modules)
 }
 
-/// Module names in an order insmod accepts: each after the modules it
+/// The modules in an order insmod accepts: each after the modules it
 /// depends on (the `depends=` entry of its `.modinfo`), ties by name.
+/// Returns file stems (`my-dash`, what insmod loads from `/modules`); the
+/// kernel's name for a module has `_` for `-` ([`module_name`]).
 pub fn load_order(modules: &[PathBuf]) -> Vec<String> {
-    let mut pending: Vec<(String, Vec<String>)> = modules
+    let mut pending: Vec<(String, String, Vec<String>)> = modules
         .iter()
         .filter_map(|p| {
-            let name = p.file_stem()?.to_string_lossy().replace('-', "_");
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
             let deps = fs::read(p).map(|b| modinfo_depends(&b)).unwrap_or_default();
-            Some((name, deps))
+            Some((module_name(&stem), stem, deps))
         })
         .collect();
     pending.sort();
-    let names: Vec<String> = pending.iter().map(|(n, _)| n.clone()).collect();
+    let names: Vec<String> = pending.iter().map(|(n, _, _)| n.clone()).collect();
+    let mut loaded: Vec<String> = Vec::new();
     let mut order: Vec<String> = Vec::new();
     while !pending.is_empty() {
         let ready = pending
             .iter()
-            .position(|(_, deps)| deps.iter().all(|d| order.contains(d) || !names.contains(d)))
+            .position(|(_, _, deps)| {
+                deps.iter()
+                    .all(|d| loaded.contains(d) || !names.contains(d))
+            })
             .unwrap_or(0); // a cycle: load in name order and let insmod say why
-        order.push(pending.remove(ready).0);
+        let (name, stem, _) = pending.remove(ready);
+        loaded.push(name);
+        order.push(stem);
     }
     order
+}
+
+/// The kernel's name for the module in `<stem>.ko`: kbuild turns `-` into
+/// `_` (`my-dash.ko` is `my_dash` to rmmod and lsmod).
+pub fn module_name(stem: &str) -> String {
+    stem.replace('-', "_")
 }
 
 /// The `depends=a,b` field kbuild writes into a module's `.modinfo`.
@@ -253,6 +313,65 @@ mod tests {
         .unwrap();
         fs::write(&base, b"\x7fELF\0depends=\0name=z_base\0").unwrap();
         assert_eq!(load_order(&[user, base]), vec!["z_base", "a_user"]);
+    }
+
+    #[test]
+    fn mirror_removes_sources_gone_from_the_user_directory() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("alpha.c"), "int a;").unwrap();
+        fs::create_dir(src.path().join("sub")).unwrap();
+        fs::write(src.path().join("sub/Kbuild"), "obj-m := s.o").unwrap();
+        mirror(src.path(), dst.path()).unwrap();
+        fs::write(dst.path().join("alpha.o"), "object").unwrap();
+        fs::remove_file(src.path().join("alpha.c")).unwrap();
+        fs::remove_dir_all(src.path().join("sub")).unwrap();
+        fs::write(src.path().join("beta.c"), "int b;").unwrap();
+        mirror(src.path(), dst.path()).unwrap();
+        assert!(!dst.path().join("alpha.c").exists());
+        assert!(!dst.path().join("sub").exists());
+        assert!(dst.path().join("beta.c").is_file());
+        assert!(
+            dst.path().join("alpha.o").exists(),
+            "build products are make's business"
+        );
+    }
+
+    #[test]
+    fn built_modules_come_from_modules_order_not_a_glob() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("alpha.ko"), "left over").unwrap();
+        fs::write(dir.path().join("beta.ko"), "new").unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("sub/my-dash.ko"), "new").unwrap();
+        let abs = dir.path().join("beta.ko");
+        fs::write(
+            dir.path().join("modules.order"),
+            format!("{}\nsub/my-dash.o\n", abs.display()),
+        )
+        .unwrap();
+        assert_eq!(
+            built_modules(dir.path()).unwrap(),
+            vec![abs, dir.path().join("sub/my-dash.ko")]
+        );
+    }
+
+    #[test]
+    fn a_module_in_modules_order_that_is_missing_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("modules.order"), "gone.o\n").unwrap();
+        let e = built_modules(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("gone.ko") && e.contains("modules.order"), "{e}");
+    }
+
+    #[test]
+    fn load_order_gives_file_stems_and_matches_dependencies_by_module_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("a-user.ko");
+        let base = dir.path().join("z-base.ko");
+        fs::write(&user, b"\x7fELF\0depends=z_base\0name=a_user\0").unwrap();
+        fs::write(&base, b"\x7fELF\0depends=\0name=z_base\0").unwrap();
+        assert_eq!(load_order(&[user, base]), vec!["z-base", "a-user"]);
     }
 
     #[test]

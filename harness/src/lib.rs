@@ -28,5 +28,6 @@ pub mod profile;
 pub mod qemu;
 pub mod report;
 pub mod runner;
+pub mod sockdir;
 pub mod spec;
 pub mod symbolize;

@@ -6,7 +6,7 @@ use crate::initramfs::{self, InitramfsSpec};
 use crate::kbuild::{self, BuildError};
 use crate::kernel::Kit;
 use crate::lock::Lock;
-use crate::runner::{dir_name, PlannedTest};
+use crate::runner::{dir_name, stable_hash, PlannedTest};
 use crate::spec::{self, Action, LoadedSpec, SpecError, TestSpec};
 use std::path::{Path, PathBuf};
 
@@ -52,6 +52,21 @@ pub fn selected(loaded: &LoadedSpec, filter: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The build directory's name for a module directory: its name (to read)
+/// and a hash of its canonical path (so two directories that share a name
+/// or a suite never share a build, and `.ko` files of one never reach the
+/// other's guest).
+pub fn build_key(dir: &Path) -> String {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let readable = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
+    let readable: String = dir_name(&readable).chars().take(40).collect();
+    let hash = stable_hash(canonical.as_os_str().as_encoded_bytes());
+    format!("{readable}-{hash:016x}")
+}
+
 /// Builds what the selected tests need and returns them in spec order.
 pub fn prepare(
     specs: &[LoadedSpec],
@@ -65,14 +80,15 @@ pub fn prepare(
         if selected(loaded, filter).is_empty() {
             continue;
         }
-        let build_dir = build_root.join(dir_name(&loaded.suite));
+        let key = build_key(&loaded.dir);
+        let build_dir = build_root.join(&key);
         // Two runs of the same module (two terminals, parallel CI jobs) take
         // turns at its build directory.
         std::fs::create_dir_all(build_root).map_err(|source| PlanError::Io {
             path: build_root.to_path_buf(),
             source,
         })?;
-        let lock_path = build_root.join(format!("{}.lock", dir_name(&loaded.suite)));
+        let lock_path = build_root.join(format!("{key}.lock"));
         let _lock = Lock::exclusive(&lock_path, &mut || {}).map_err(|source| PlanError::Io {
             path: lock_path.clone(),
             source,
@@ -96,7 +112,7 @@ pub fn prepare(
                 .cloned()
                 .collect()
         };
-        let initrd = build_root.join(format!("{}.cpio", dir_name(&loaded.suite)));
+        let initrd = build_root.join(format!("{key}.cpio"));
         initramfs::write(
             &InitramfsSpec {
                 busybox: kit.busybox.clone(),

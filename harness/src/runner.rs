@@ -116,17 +116,43 @@ fn mark_interrupted(result: &mut TestResult) {
     }
 }
 
-/// A file-system-safe version of a test name.
+/// Longest directory name [`dir_name`] returns, well under the 255 bytes
+/// file systems allow for one path component.
+const MAX_DIR_NAME: usize = 100;
+
+/// One path component for a suite or test name, different for different
+/// names (`a b` and `a_b` must not share a log directory) and never `.`,
+/// `..` or hidden. Letters, digits, `-` and `.` stay; every other byte
+/// becomes `_XX` (hex), so `_` always starts an escape and the mapping can
+/// be undone. A leading `.` is escaped too. A long result keeps its start
+/// and ends in `~` and a hash of the whole name (`~` never appears
+/// otherwise).
 pub fn dir_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || b == b'-' || (b == b'.' && i > 0);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    if out.is_empty() {
+        return "_".into();
+    }
+    if out.len() > MAX_DIR_NAME {
+        out.truncate(MAX_DIR_NAME - 17);
+        out.push_str(&format!("~{:016x}", stable_hash(name.as_bytes())));
+    }
+    out
+}
+
+/// FNV-1a: a hash that stays the same across runs and Rust releases, for
+/// names on disk.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter) -> TestResult {
@@ -736,6 +762,42 @@ mod tests {
 
     #[test]
     fn dir_names_are_safe() {
-        assert_eq!(dir_name("a b/c"), "a_b_c");
+        assert_eq!(dir_name("load-unload"), "load-unload");
+        assert_eq!(dir_name("a b/c"), "a_20b_2fc");
+        assert_eq!(dir_name(".."), "_2e.");
+        assert_eq!(dir_name("."), "_2e");
+        assert_eq!(dir_name(".hidden"), "_2ehidden");
+        assert_eq!(dir_name(""), "_");
+        assert_eq!(dir_name("a\nb\0"), "a_0ab_00");
+    }
+
+    #[test]
+    fn dir_names_are_injective() {
+        let names = [
+            "a b", "a_b", "a_20b", "a/b", "a.b", "a", "A", "..", "_2e.", ".", "_", "", "é",
+            "_c3_a9", "x~1", "x",
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for n in names {
+            if let Some(other) = seen.insert(dir_name(n), n) {
+                panic!("{n:?} and {other:?} both map to {:?}", dir_name(n));
+            }
+        }
+    }
+
+    #[test]
+    fn long_dir_names_are_bounded_and_distinct() {
+        let a = "x".repeat(300);
+        let b = format!("{}y", "x".repeat(299));
+        assert!(dir_name(&a).len() <= MAX_DIR_NAME, "{}", dir_name(&a));
+        assert_ne!(dir_name(&a), dir_name(&b));
+        let nul = "\0".repeat(300);
+        assert!(dir_name(&nul).len() <= MAX_DIR_NAME);
+        // A name just at the limit is kept whole; one byte more is hashed.
+        assert_eq!(
+            dir_name(&"x".repeat(MAX_DIR_NAME)),
+            "x".repeat(MAX_DIR_NAME)
+        );
+        assert!(dir_name(&"x".repeat(MAX_DIR_NAME + 1)).contains('~'));
     }
 }

@@ -50,11 +50,22 @@ pub struct TestSpec {
     pub step_timeout_s: Option<f64>,
 }
 
+/// Names are printed on terminals and in reports: control characters
+/// (newlines, NUL, escape sequences) are refused.
+fn check_printable(what: &str, name: &str) -> Result<(), String> {
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "the {what} {name:?} contains control characters (newline, tab, NUL, escape...); use printable characters"
+        ));
+    }
+    Ok(())
+}
+
 /// A deadline given in seconds must be positive and at most a day.
 fn check_timeout(field: &str, value: Option<f64>) -> Result<(), String> {
     match value {
         Some(t) if !(t > 0.0 && t <= 86400.0) => Err(format!(
-            "`{field}` must be between 0 and 86400 seconds, not {t}"
+            "`{field}` must be greater than 0 and at most 86400 seconds, not {t}"
         )),
         _ => Ok(()),
     }
@@ -118,6 +129,7 @@ impl TryFrom<RawTest> for TestSpec {
         if r.name.trim().is_empty() {
             return Err("a test needs a non-empty `name`".into());
         }
+        check_printable("test name", &r.name)?;
         let repeat = r.repeat.unwrap_or(1);
         if repeat == 0 || repeat > 10_000 {
             return Err(format!(
@@ -465,6 +477,46 @@ impl Serialize for Pattern {
     }
 }
 
+/// An `exit` value: a shell exit status, 0 to 255 (checked while parsing,
+/// so the error has the value's position).
+#[derive(Clone, Copy)]
+struct ExitStatus(i32);
+
+impl<'de> Deserialize<'de> for ExitStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ExitStatus;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("i32 (an exit status, 0 to 255)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ExitStatus, E> {
+                match i32::try_from(n) {
+                    Ok(code) if (0..=255).contains(&code) => Ok(ExitStatus(code)),
+                    _ => Err(E::custom(format!(
+                        "`exit` must be between 0 and 255 (a command's exit status), not {n}"
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ExitStatus, E> {
+                match i64::try_from(n) {
+                    Ok(n) => self.visit_i64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "`exit` must be between 0 and 255 (a command's exit status), not {n}"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_i64(V)
+    }
+}
+
+impl Serialize for ExitStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(self.0)
+    }
+}
+
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
@@ -477,7 +529,7 @@ struct RawStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    exit: Option<i32>,
+    exit: Option<ExitStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     errno: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -537,7 +589,7 @@ impl TryFrom<RawStep> for Step {
                     format!("unknown errno {e:?}; known: {}", errno::names().join(", "))
                 })?)
             }
-            (Some(code), None) => ExitExpect::Status(code),
+            (Some(code), None) => ExitExpect::Status(code.0),
             (None, None) => ExitExpect::Status(0),
         };
         check_timeout("timeout_s", r.timeout_s)?;
@@ -569,7 +621,7 @@ impl From<Step> for RawStep {
             Action::Run(c) => (None, None, Some(c)),
         };
         let (exit, errno) = match s.exit {
-            ExitExpect::Status(c) => (Some(c), None),
+            ExitExpect::Status(c) => (Some(ExitStatus(c)), None),
             ExitExpect::Errno(e) => (None, Some(e.name.to_string())),
         };
         RawStep {
@@ -605,15 +657,16 @@ fn module_name(m: &str) -> Result<String, String> {
 
 /// The test a module directory without a spec gets: load every module
 /// (dependencies first), unload in reverse; the runner's crash and taint
-/// checks do the rest.
-pub fn smoke_test(modules_in_load_order: &[String]) -> TestSpec {
-    let load = modules_in_load_order
+/// checks do the rest. Takes the `.ko` files' stems: insmod needs the file
+/// (`my-dash.ko`), rmmod the kernel's name (`my_dash`).
+pub fn smoke_test(files_in_load_order: &[String]) -> TestSpec {
+    let load = files_in_load_order
         .iter()
         .map(|m| Step::action(Action::Insmod(ModuleLoad::named(m))));
-    let unload = modules_in_load_order
+    let unload = files_in_load_order
         .iter()
         .rev()
-        .map(|m| Step::action(Action::Rmmod(m.clone())));
+        .map(|m| Step::action(Action::Rmmod(crate::kbuild::module_name(m))));
     TestSpec {
         name: "smoke".into(),
         steps: load.chain(unload).collect(),
@@ -736,6 +789,7 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
             path: file.clone(),
             source,
         })?;
+        let text = without_bom(&text).to_string();
         (parse(&text, &file)?, text)
     };
     let dir = file
@@ -749,12 +803,22 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
         })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let suite = spec.suite.clone().unwrap_or_else(|| {
-        std::fs::canonicalize(&dir)
-            .ok()
-            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "module".to_string())
-    });
+    let suite = match &spec.suite {
+        Some(s) => s.clone(),
+        None => {
+            let name = std::fs::canonicalize(&dir)
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "module".to_string());
+            check_printable("directory name", &name).map_err(|m| SpecError::Semantic {
+                path: dir.clone(),
+                message: format!(
+                    "{m}: it names the suite; rename the directory or set `suite` in its {SPEC_FILE}"
+                ),
+            })?;
+            name
+        }
+    };
     Ok(LoadedSpec {
         path: file,
         dir,
@@ -765,8 +829,15 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     })
 }
 
+/// Editors on Windows start UTF-8 files with a byte-order mark; JSON has
+/// no place for one.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 /// Parses spec text; `origin` names the file in errors.
 pub fn parse(text: &str, origin: &Path) -> Result<SpecFile, SpecError> {
+    let text = without_bom(text);
     let spec: SpecFile = serde_json::from_str(text).map_err(|e| SpecError::Invalid {
         path: origin.to_path_buf(),
         line: e.line(),
@@ -779,6 +850,9 @@ pub fn parse(text: &str, origin: &Path) -> Result<SpecFile, SpecError> {
     };
     if spec.tests.is_empty() {
         return Err(semantic("`tests` is empty; add at least one test".into()));
+    }
+    if let Some(suite) = &spec.suite {
+        check_suite(suite).map_err(|m| SpecError::at_value(origin, text, suite, 0, m))?;
     }
     let mut seen = std::collections::HashSet::new();
     for t in &spec.tests {
@@ -793,6 +867,22 @@ pub fn parse(text: &str, origin: &Path) -> Result<SpecFile, SpecError> {
         }
     }
     Ok(spec)
+}
+
+/// A suite name prefixes test names as `suite/test`, which reports split at
+/// the first `/`: it may not contain one.
+fn check_suite(suite: &str) -> Result<(), String> {
+    if suite.trim().is_empty() {
+        return Err(
+            "`suite` is empty; give a name or leave `suite` out to use the directory's name".into(),
+        );
+    }
+    if suite.contains('/') {
+        return Err(format!(
+            "`suite` {suite:?} contains `/`, which separates suite and test in reports; use another character such as `-`"
+        ));
+    }
+    check_printable("suite name", suite)
 }
 
 /// serde's message, plus a "did you mean" for misspelt fields and variants.
@@ -1008,6 +1098,86 @@ mod tests {
         )
         .unwrap();
         assert!(ok.tests[0].steps[0].output[0].matches("xyz"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let text = format!("\u{feff}{}", include_str!("../../module/modvm.json"));
+        parse(&text, Path::new("f")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SPEC_FILE), &text).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert!(!loaded.text.starts_with('\u{feff}'));
+    }
+
+    #[test]
+    fn timeouts_say_what_range_is_allowed() {
+        let e = err(r#"{"tests": [{"name": "a", "step_timeout_s": 0, "steps": [{"run": "x"}]}]}"#);
+        assert!(
+            e.contains("must be greater than 0 and at most 86400 seconds, not 0"),
+            "{e}"
+        );
+        let e = err(r#"{"tests": [{"name": "a", "steps": [{"run": "x", "timeout_s": -1}]}]}"#);
+        assert!(e.contains("greater than 0"), "{e}");
+    }
+
+    #[test]
+    fn exit_status_out_of_range_is_refused_at_its_place() {
+        for bad in ["300", "-1", "256", "4294967296", "18446744073709551615"] {
+            let e = err(&format!(
+                "{{\"tests\": [{{\"name\": \"a\", \"steps\": [\n  {{\"run\": \"x\", \"exit\": {bad}}}]}}]}}"
+            ));
+            assert!(e.starts_with("m/modvm.json:2:"), "{e}");
+            assert!(e.contains("between 0 and 255"), "{e}");
+        }
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "steps": [{"run": "x", "exit": 255}]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
+        assert_eq!(ok.tests[0].steps[0].exit, ExitExpect::Status(255));
+    }
+
+    #[test]
+    fn control_characters_in_names_are_refused() {
+        let e = err(r#"{"tests": [{"name": "a\nb", "steps": [{"run": "x"}]}]}"#);
+        assert!(e.contains("control characters"), "{e}");
+        let e = err(r#"{"tests": [{"name": "a\u0000", "steps": [{"run": "x"}]}]}"#);
+        assert!(e.contains("control characters"), "{e}");
+        let e =
+            err(r#"{"suite": "s\u001b[31m", "tests": [{"name": "a", "steps": [{"run": "x"}]}]}"#);
+        assert!(e.contains("control characters"), "{e}");
+    }
+
+    #[test]
+    fn a_suite_with_a_slash_or_empty_is_refused_with_its_place() {
+        let e = err(
+            "{\n\"suite\": \"a/b\", \"tests\": [{\"name\": \"a\", \"steps\": [{\"run\": \"x\"}]}]}",
+        );
+        assert!(e.starts_with("m/modvm.json:2:10: "), "{e}");
+        assert!(e.contains("contains `/`"), "{e}");
+        let e = err(r#"{"suite": " ", "tests": [{"name": "a", "steps": [{"run": "x"}]}]}"#);
+        assert!(e.contains("`suite` is empty"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_name_with_a_newline_cannot_name_a_suite() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("bad\nname");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("Kbuild"), "obj-m := x.o").unwrap();
+        let e = load(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("control characters") && e.contains("set `suite`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn smoke_test_loads_files_and_unloads_module_names() {
+        let t = smoke_test(&["my-dash".into()]);
+        assert_eq!(t.steps[0].action.command(), "insmod /modules/my-dash.ko");
+        assert_eq!(t.steps[1].action.command(), "rmmod my_dash");
     }
 
     #[test]

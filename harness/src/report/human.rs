@@ -178,6 +178,26 @@ pub fn spinner() -> ProgressBar {
     sp
 }
 
+/// A name as it may reach a terminal: control characters (a newline that
+/// forges a result line, an escape sequence that recolours or clears the
+/// screen) are shown escaped. Specs refuse them; names also come from
+/// directory names.
+pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return name.into();
+    }
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 fn secs(ms: u64) -> String {
     format!("{:.2}s", ms as f64 / 1000.0)
 }
@@ -201,11 +221,13 @@ impl Reporter for Human {
                 ));
             }
             Event::TestStarted { name } => {
+                let name = printable(name);
                 let sp = spinner();
                 sp.set_message(format!("{name}: booting"));
                 self.spinner = Some(sp);
             }
             Event::Booted { name, boot } => {
+                let name = printable(name);
                 if self.level == Level::Verbose {
                     self.line(&format!(
                         "  {name}: guest ready in {:.2}s",
@@ -218,6 +240,7 @@ impl Reporter for Human {
                 index,
                 description,
             } => {
+                let name = printable(name);
                 if let Some(sp) = &self.spinner {
                     sp.set_message(format!("{name}: step {} {description}", index + 1));
                 }
@@ -240,7 +263,7 @@ impl Reporter for Human {
                 let label = self.paint(t.status);
                 self.line(&format!(
                     "{label} {}  {}{boot}",
-                    t.name,
+                    printable(&t.name),
                     secs(t.duration_ms)
                 ));
                 if failed {
@@ -276,5 +299,53 @@ impl Reporter for Human {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::sample;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn control_characters_in_names_never_reach_the_terminal() {
+        let buffer = Buffer::default();
+        let mut human = Human {
+            colour: false,
+            level: Level::Verbose,
+            spinner: None,
+            out: Box::new(buffer.clone()),
+        };
+        let mut result = sample::results().remove(0);
+        result.name = "s/a\nPASS    forged\u{1b}[2J\0".into();
+        human.event(&Event::Booted {
+            name: &result.name,
+            boot: Duration::from_secs(1),
+        });
+        human.event(&Event::TestFinished(&result));
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains('\u{1b}') && !text.contains('\0'), "{text:?}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("PASS    forged")),
+            "{text}"
+        );
+        assert!(
+            text.contains("s/a\\nPASS    forged\\u{1b}[2J\\u{0}"),
+            "{text}"
+        );
     }
 }
