@@ -154,18 +154,6 @@ impl Human {
     }
 }
 
-/// `line` with control characters shown as escapes, so a command's binary
-/// output cannot move the cursor or retitle the user's terminal.
-fn printable(line: &str) -> String {
-    line.chars()
-        .map(|c| match c {
-            '\t' => "\t".to_string(),
-            c if c.is_control() => c.escape_default().to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 /// A live line with a message and the time elapsed; indicatif hides it
 /// when stderr is not a terminal.
 pub fn spinner() -> ProgressBar {
