@@ -79,14 +79,14 @@ pub struct TestArgs {
     /// Where builds and per-test logs go.
     #[arg(long, default_value = "target/modvm")]
     pub out: PathBuf,
-    /// Seconds a guest may take to reach its shell.
-    #[arg(long, default_value_t = 60.0)]
+    /// Seconds a guest may take to reach its shell (1 to 3600).
+    #[arg(long, default_value_t = 60.0, value_parser = boot_timeout_s)]
     pub boot_timeout: f64,
-    /// Seconds a step may take when its spec sets no `timeout_s`.
-    #[arg(long, default_value_t = spec::DEFAULT_STEP_TIMEOUT_S)]
+    /// Seconds a step may take when its spec sets no `timeout_s` (above 0, at most 86400).
+    #[arg(long, default_value_t = spec::DEFAULT_STEP_TIMEOUT_S, value_parser = step_timeout_s)]
     pub step_timeout: f64,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Guest memory in MiB (96 to 65536).
+    #[arg(long, default_value_t = 256, value_parser = memory_mib)]
     pub memory: u32,
     /// Extra kernel command-line parameters.
     #[arg(long, default_value = "")]
@@ -140,7 +140,9 @@ pub fn run(cli: Cli) -> Result<bool> {
                     } else {
                         loaded.path.display().to_string()
                     };
-                    println!("{name:<40} {origin}");
+                    if !print_line(&format!("{name:<40} {origin}"))? {
+                        return Ok(true);
+                    }
                     n += 1;
                 }
             }
@@ -156,7 +158,7 @@ pub fn run(cli: Cli) -> Result<bool> {
                 .collect();
             prereq::ensure(&tools, &mut say)?;
             let kit = fetch_kit(&args, &profile)?;
-            println!(
+            print_line(&format!(
                 "{}: {} ({}) ready in {}",
                 kit.profile,
                 kit.release,
@@ -166,7 +168,7 @@ pub fn run(cli: Cli) -> Result<bool> {
                     .nth(3)
                     .unwrap_or(&kit.vmlinuz)
                     .display()
-            );
+            ))?;
             Ok(true)
         }
         Command::Doctor(args) => doctor(&args),
@@ -175,6 +177,85 @@ pub fn run(cli: Cli) -> Result<bool> {
 
 /// Below this the cloud kernel does not reach its shell (64 MiB fails).
 const MIN_MEMORY_MIB: u32 = 96;
+/// 64 GiB: far beyond what a module test needs, and small enough that QEMU
+/// reports a host shortage instead of an overflow.
+const MAX_MEMORY_MIB: u32 = 65536;
+/// An hour: a boot that takes longer has hung.
+const MAX_BOOT_TIMEOUT_S: f64 = 3600.0;
+/// A day: longer deadlines are typos, and `Duration` cannot hold every `f64`.
+const MAX_STEP_TIMEOUT_S: f64 = 86400.0;
+
+/// Parses seconds and checks them against a range at the edge, so that no
+/// later `Duration` conversion can see NaN, infinity or an overflow.
+fn seconds_in(text: &str, min: f64, min_inclusive: bool, max: f64) -> Result<f64, String> {
+    let range = if min_inclusive {
+        format!("from {min} to {max} seconds")
+    } else {
+        format!("above {min} and at most {max} seconds")
+    };
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds; allowed: {range}"))?;
+    let above_min = if min_inclusive { v >= min } else { v > min };
+    if v.is_finite() && above_min && v <= max {
+        Ok(v)
+    } else {
+        Err(format!("{text} is out of range; allowed: {range}"))
+    }
+}
+
+fn boot_timeout_s(text: &str) -> Result<f64, String> {
+    seconds_in(text, 1.0, true, MAX_BOOT_TIMEOUT_S)
+}
+
+fn step_timeout_s(text: &str) -> Result<f64, String> {
+    seconds_in(text, 0.0, false, MAX_STEP_TIMEOUT_S)
+}
+
+fn memory_mib(text: &str) -> Result<u32, String> {
+    let range = format!("from {MIN_MEMORY_MIB} to {MAX_MEMORY_MIB} MiB (the guest kernel needs at least {MIN_MEMORY_MIB})");
+    match text.trim().parse::<u64>() {
+        Ok(v) if (u64::from(MIN_MEMORY_MIB)..=u64::from(MAX_MEMORY_MIB)).contains(&v) => {
+            Ok(v as u32)
+        }
+        Ok(_) => Err(format!("{text} is out of range; allowed: {range}")),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number of MiB; allowed: {range}"
+        )),
+    }
+}
+
+/// The error and its causes for the user, each said once.
+///
+/// `{:#}` appends every `source()` to the message, but many error types
+/// already quote their source in their own text ("{path}: {source}"), which
+/// would print the compiler output or an OS error twice. A cause whose text
+/// is already in what has been written adds nothing and is left out.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(c.trim()) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
+/// Writes a line to stdout; `Ok(false)` when the reader has gone away
+/// (`modvm list | head -1`), which is a normal end of output, not an error.
+/// (`println!` would panic there.)
+fn print_line(line: &str) -> Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("cannot write to stdout"),
+    }
+}
 
 fn say(msg: &str) {
     eprintln!("modvm: {msg}");
@@ -252,15 +333,6 @@ fn doctor(args: &KitArgs) -> Result<bool> {
 }
 
 fn test(args: TestArgs) -> Result<bool> {
-    if !(args.step_timeout > 0.0 && args.boot_timeout > 0.0) {
-        bail!("--step-timeout and --boot-timeout take a positive number of seconds");
-    }
-    if args.memory < MIN_MEMORY_MIB {
-        bail!(
-            "--memory {} is too small: the guest kernel needs at least {MIN_MEMORY_MIB} MiB",
-            args.memory
-        );
-    }
     let specs = load_specs(&args.paths)?;
     let filter = args.filter.as_deref();
     if specs.iter().all(|s| plan::selected(s, filter).is_empty()) {
@@ -320,7 +392,7 @@ fn test(args: TestArgs) -> Result<bool> {
         qemu,
         profile: profile.name.clone(),
         kernel_name: format!("{} ({})", profile.name, kit.release),
-        boot_timeout: Duration::from_secs_f64(args.boot_timeout.max(1.0)),
+        boot_timeout: Duration::from_secs_f64(args.boot_timeout),
         artifacts,
         echo_console: args.console,
         step_timeout_s: args.step_timeout,
@@ -478,6 +550,120 @@ mod tests {
     #[test]
     fn bad_accel_is_a_usage_error() {
         assert!(Cli::try_parse_from(["modvm", "test", "--accel", "xen"]).is_err());
+    }
+
+    fn parse_test(args: &[&str]) -> Result<TestArgs, clap::Error> {
+        let mut all = vec!["modvm", "test"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Test(a) => Ok(a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_outside_their_range_are_usage_errors_naming_the_range() {
+        for (flag, value, range) in [
+            ("--boot-timeout", "inf", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "NaN", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "0.5", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "3601", "from 1 to 3600 seconds"),
+            (
+                "--step-timeout",
+                "1e300",
+                "above 0 and at most 86400 seconds",
+            ),
+            (
+                "--step-timeout",
+                "1e19",
+                "above 0 and at most 86400 seconds",
+            ),
+            ("--step-timeout", "0", "above 0 and at most 86400 seconds"),
+            ("--step-timeout", "-1", "above 0 and at most 86400 seconds"),
+            (
+                "--step-timeout",
+                "soon",
+                "above 0 and at most 86400 seconds",
+            ),
+            ("--memory", "64", "from 96 to 65536 MiB"),
+            ("--memory", "99999999999", "from 96 to 65536 MiB"),
+            ("--memory", "1.5", "from 96 to 65536 MiB"),
+        ] {
+            let e = parse_test(&[&format!("{flag}={value}")]).expect_err(value);
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            let text = e.to_string();
+            assert!(text.contains(range), "{flag} {value}: {text}");
+        }
+    }
+
+    #[test]
+    fn numbers_at_the_edges_of_their_range_are_taken() {
+        let a = parse_test(&[
+            "--boot-timeout",
+            "3600",
+            "--step-timeout",
+            "0.001",
+            "--memory",
+            "96",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.boot_timeout, a.step_timeout, a.memory),
+            (3600.0, 0.001, 96)
+        );
+        let a = parse_test(&[
+            "--boot-timeout",
+            "1",
+            "--step-timeout",
+            "86400",
+            "--memory",
+            "65536",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.boot_timeout, a.step_timeout, a.memory),
+            (1.0, 86400.0, 65536)
+        );
+        assert!(Duration::from_secs_f64(a.step_timeout) > Duration::ZERO);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Quoting {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot build the module in m: {source}")]
+    struct Outer {
+        #[source]
+        source: Quoting,
+    }
+
+    #[test]
+    fn a_cause_already_quoted_by_its_error_is_printed_once() {
+        let io = std::io::Error::from_raw_os_error(libc::EROFS);
+        let os = io.to_string();
+        let e = anyhow::Error::new(Outer {
+            source: Quoting {
+                path: "/cache".into(),
+                source: io,
+            },
+        })
+        .context("cannot get the guest kernel");
+        let text = error_text(&e);
+        assert_eq!(
+            text,
+            format!("cannot get the guest kernel: cannot build the module in m: /cache: {os}")
+        );
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_cause_not_yet_quoted_is_appended() {
+        let e = anyhow::Error::new(std::io::Error::other("disk full")).context("writing x");
+        assert_eq!(error_text(&e), "writing x: disk full");
     }
 
     #[test]
