@@ -3,14 +3,14 @@
 use crate::accel::{self, AccelMode};
 use crate::guest::{Guest, GuestLogs};
 use crate::kernel::{self, Kit};
-use crate::outcome::{Reporters, Summary};
+use crate::outcome::{Event, Reporter, Reporters, Summary, TestResult};
 use crate::profile::{self, KernelProfile};
 use crate::qemu::{Accel, QemuConfig};
 use crate::report::human::{spinner, Human, Level};
 use crate::report::json::Json;
 use crate::report::junit::Junit;
 use crate::report::ktap::Ktap;
-use crate::report::ReportError;
+use crate::report::{is_stdout, ReportError};
 use crate::runner::{self, RunConfig};
 use crate::{children, paths, plan, prereq, spec};
 use anyhow::{bail, Context, Result};
@@ -333,9 +333,168 @@ fn doctor(args: &KitArgs) -> Result<bool> {
 }
 
 fn test(args: TestArgs) -> Result<bool> {
+    let (mut reporters, outputs) = machine_reporters(&args)?;
+    let started = std::time::Instant::now();
+    let mut planned_names = Vec::new();
+    let summary = match prepare_and_run(&args, &mut reporters, &mut planned_names) {
+        Ok(summary) => summary,
+        Err(e) => {
+            // The reports were asked for, so they are written, and say
+            // the run failed: "no report" reads as a pass to some CI.
+            let interrupted = children::interrupted();
+            let why = if interrupted {
+                "the run was interrupted".to_string()
+            } else {
+                error_text(&e)
+            };
+            report_stopped(&mut reporters, &planned_names, &why, interrupted, started);
+            for handle in outputs {
+                if let Some(w) = handle.get() {
+                    say(&w);
+                }
+            }
+            return Err(e);
+        }
+    };
+    for handle in outputs {
+        if let Some(e) = handle.get() {
+            bail!("{e}");
+        }
+    }
+    if children::interrupted() {
+        return Err(Interrupted.into());
+    }
+    // Tests that modvm could not run say nothing about the module: when
+    // nothing else failed, that is an environment problem (exit 2).
+    if summary.errors > 0 && summary.failed + summary.crashed + summary.timed_out == 0 {
+        bail!(
+            "{} test{} could not run (see the errors above)",
+            summary.errors,
+            if summary.errors == 1 { "" } else { "s" }
+        );
+    }
+    Ok(summary.ok())
+}
+
+/// The JSON, JUnit and KTAP reporters, made before anything can fail so
+/// that every failure can still be reported; with the handles that tell
+/// whether each could be written.
+fn machine_reporters(args: &TestArgs) -> Result<(Reporters, Vec<ReportError>)> {
+    let on_stdout = [
+        ("--json -", args.json.as_deref().is_some_and(is_stdout)),
+        ("--junit -", args.junit.as_deref().is_some_and(is_stdout)),
+        ("--ktap", args.ktap),
+    ];
+    let claims: Vec<&str> = on_stdout
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(flag, _)| *flag)
+        .collect();
+    if claims.len() > 1 {
+        bail!(
+            "{} all write to stdout; send all but one to files",
+            claims.join(" and ")
+        );
+    }
+    let mut reporters = Reporters::default();
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.json {
+        let r = Json::new(path.clone());
+        outputs.push(r.error_handle());
+        reporters.0.push(Box::new(r));
+    }
+    if let Some(path) = &args.junit {
+        let r = Junit::new(path.clone());
+        outputs.push(r.error_handle());
+        reporters.0.push(Box::new(r));
+    }
+    if args.ktap {
+        let r = Ktap::stdout();
+        outputs.push(r.error_handle());
+        reporters.0.push(Box::new(r));
+    }
+    Ok((reporters, outputs))
+}
+
+/// Whether a machine format owns stdout, so the human output moves to stderr.
+fn stdout_taken(args: &TestArgs) -> bool {
+    args.ktap
+        || args.json.as_deref().is_some_and(is_stdout)
+        || args.junit.as_deref().is_some_and(is_stdout)
+}
+
+/// Tells `reporters` about a run that stopped before its tests: every test
+/// it meant to run (if it got as far as knowing them) is not run, and the
+/// summary carries the reason.
+fn report_stopped(
+    reporters: &mut Reporters,
+    planned: &[String],
+    why: &str,
+    interrupted: bool,
+    started: std::time::Instant,
+) {
+    let none = PathBuf::new();
+    reporters.event(&Event::RunStarted {
+        tests: planned.len(),
+        kernel: "",
+        accel: "",
+        artifacts: &none,
+    });
+    let short = why.lines().next().unwrap_or(why);
+    let mut summary = Summary::default();
+    for name in planned {
+        let t = TestResult::not_run(name.clone(), String::new(), PathBuf::new(), short);
+        summary.add(t.status);
+        reporters.event(&Event::TestFinished(&t));
+    }
+    summary.interrupted = interrupted;
+    if !interrupted {
+        summary.error = Some(why.to_string());
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    reporters.event(&Event::RunFinished(&summary));
+}
+
+/// Runs `work` on a thread of its own and stops waiting for it when the
+/// user interrupts. A build or a download can take minutes, longer than the
+/// interrupt handler's wind-down; waiting for them would let the process
+/// exit without writing the reports.
+fn until_interrupted<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Timeout) if children::interrupted() => {
+                return Err(Interrupted.into())
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => bail!("the build stopped without a result"),
+        }
+    }
+}
+
+/// Everything from the specs to the last test. `planned` receives the
+/// selected tests' names as soon as they are known, for the reports of a
+/// run that stops before running them. Errors are returned only before
+/// the runner starts; after that the runner reports for itself.
+fn prepare_and_run(
+    args: &TestArgs,
+    reporters: &mut Reporters,
+    planned: &mut Vec<String>,
+) -> Result<Summary> {
     let specs = load_specs(&args.paths)?;
     let filter = args.filter.as_deref();
-    if specs.iter().all(|s| plan::selected(s, filter).is_empty()) {
+    *planned = specs
+        .iter()
+        .flat_map(|s| plan::selected(s, filter))
+        .collect();
+    if planned.is_empty() {
         bail!(
             "no test matches the filter {:?} (`modvm list` shows the tests)",
             filter.unwrap_or_default()
@@ -347,15 +506,37 @@ fn test(args: TestArgs) -> Result<bool> {
         tools.retain(|t| t.program != "qemu-system-x86_64");
     }
     prereq::ensure(&tools, &mut say)?;
-    let kit = fetch_kit(&args.kit, &profile)?;
+    let kit = {
+        let (kit_args, profile) = (args.kit.clone(), profile.clone());
+        until_interrupted(move || fetch_kit(&kit_args, &profile))?
+    };
 
     let build_root = args.out.join("build").join(&profile.name);
     let verbose = args.verbose;
-    let planned = plan::prepare(&specs, filter, &kit, &build_root, &mut |log| {
-        if verbose {
-            eprint!("{log}");
-        }
-    })?;
+    let planned_tests = {
+        let (specs, filter, kit, build_root) = (
+            specs.clone(),
+            args.filter.clone(),
+            kit.clone(),
+            build_root.clone(),
+        );
+        until_interrupted(move || {
+            Ok(plan::prepare(
+                &specs,
+                filter.as_deref(),
+                &kit,
+                &build_root,
+                &mut |log| {
+                    if verbose {
+                        eprint!("{log}");
+                    }
+                },
+            )?)
+        })?
+    };
+    if children::interrupted() {
+        return Err(Interrupted.into());
+    }
 
     let artifacts = new_run_dir(&args.out)?;
     let mut extra = vec![profile.cmdline.clone(), args.append.clone()];
@@ -369,7 +550,7 @@ fn test(args: TestArgs) -> Result<bool> {
         binary: args.qemu.clone(),
         accel: Accel::Tcg,
         kernel: kit.vmlinuz.clone(),
-        initrd: planned[0].initrd.clone(),
+        initrd: planned_tests[0].initrd.clone(),
         extra_cmdline: extra
             .join(" ")
             .split_whitespace()
@@ -404,47 +585,13 @@ fn test(args: TestArgs) -> Result<bool> {
     } else {
         Level::Normal
     };
-    let human = if args.ktap {
+    let human = if stdout_taken(args) {
         Human::stderr(level)
     } else {
         Human::stdout(level)
     };
-    let mut reporters = Reporters(vec![Box::new(human)]);
-    let mut outputs: Vec<(String, ReportError)> = Vec::new();
-    if let Some(path) = &args.json {
-        let r = Json::new(path.clone());
-        outputs.push((format!("JSON report {}", path.display()), r.error_handle()));
-        reporters.0.push(Box::new(r));
-    }
-    if let Some(path) = &args.junit {
-        let r = Junit::new(path.clone());
-        outputs.push((format!("JUnit report {}", path.display()), r.error_handle()));
-        reporters.0.push(Box::new(r));
-    }
-    if args.ktap {
-        let r = Ktap::stdout();
-        outputs.push(("KTAP output".to_string(), r.error_handle()));
-        reporters.0.push(Box::new(r));
-    }
-    let summary: Summary = runner::run(&config, &planned, &mut reporters);
-    for (what, handle) in outputs {
-        if let Some(e) = handle.get() {
-            bail!("cannot write the {what}: {e}");
-        }
-    }
-    if children::interrupted() {
-        return Err(Interrupted.into());
-    }
-    // Tests that modvm could not run say nothing about the module: when
-    // nothing else failed, that is an environment problem (exit 2).
-    if summary.errors > 0 && summary.failed + summary.crashed + summary.timed_out == 0 {
-        bail!(
-            "{} test{} could not run (see the errors above)",
-            summary.errors,
-            if summary.errors == 1 { "" } else { "s" }
-        );
-    }
-    Ok(summary.ok())
+    reporters.0.insert(0, Box::new(human));
+    Ok(runner::run(&config, &planned_tests, reporters))
 }
 
 /// Boots one guest under KVM with a short deadline.
