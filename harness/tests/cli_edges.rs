@@ -51,3 +51,19 @@ fn list_into_a_closed_pipe_ends_cleanly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn an_error_is_printed_once() {
+    // A cache that cannot be written (sysfs refuses new directories, even
+    // to root): the OS error used to follow its own message a second time.
+    let out = modvm(&["fetch", "--cache", "/sys/modvm-cache"], &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    let error = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("modvm: error:"))
+        .unwrap_or_else(|| panic!("no error line: {}", out.all()));
+    let os = error.rsplit(": ").next().unwrap();
+    assert!(os.contains("os error"), "{error}");
+    assert_eq!(error.matches(os).count(), 1, "{error}");
+}
