@@ -3,14 +3,14 @@
 use crate::accel::{self, AccelMode};
 use crate::guest::{Guest, GuestLogs};
 use crate::kernel::{self, Kit};
-use crate::outcome::{Reporters, Summary};
+use crate::outcome::{Event, Reporter, Reporters, Summary, TestResult};
 use crate::profile::{self, KernelProfile};
 use crate::qemu::{Accel, QemuConfig};
 use crate::report::human::{spinner, Human, Level};
 use crate::report::json::Json;
 use crate::report::junit::Junit;
 use crate::report::ktap::Ktap;
-use crate::report::ReportError;
+use crate::report::{is_stdout, ReportError};
 use crate::runner::{self, RunConfig};
 use crate::{children, paths, plan, prereq, spec};
 use anyhow::{bail, Context, Result};
@@ -79,14 +79,14 @@ pub struct TestArgs {
     /// Where builds and per-test logs go.
     #[arg(long, default_value = "target/modvm")]
     pub out: PathBuf,
-    /// Seconds a guest may take to reach its shell.
-    #[arg(long, default_value_t = 60.0)]
+    /// Seconds a guest may take to reach its shell (1 to 3600).
+    #[arg(long, default_value_t = 60.0, value_parser = boot_timeout_s)]
     pub boot_timeout: f64,
-    /// Seconds a step may take when its spec sets no `timeout_s`.
-    #[arg(long, default_value_t = spec::DEFAULT_STEP_TIMEOUT_S)]
+    /// Seconds a step may take when its spec sets no `timeout_s` (above 0, at most 86400).
+    #[arg(long, default_value_t = spec::DEFAULT_STEP_TIMEOUT_S, value_parser = step_timeout_s)]
     pub step_timeout: f64,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Guest memory in MiB (96 to 65536).
+    #[arg(long, default_value_t = 256, value_parser = memory_mib)]
     pub memory: u32,
     /// Extra kernel command-line parameters.
     #[arg(long, default_value = "")]
@@ -140,7 +140,9 @@ pub fn run(cli: Cli) -> Result<bool> {
                     } else {
                         loaded.path.display().to_string()
                     };
-                    println!("{name:<40} {origin}");
+                    if !print_line(&format!("{name:<40} {origin}"))? {
+                        return Ok(true);
+                    }
                     n += 1;
                 }
             }
@@ -156,7 +158,7 @@ pub fn run(cli: Cli) -> Result<bool> {
                 .collect();
             prereq::ensure(&tools, &mut say)?;
             let kit = fetch_kit(&args, &profile)?;
-            println!(
+            print_line(&format!(
                 "{}: {} ({}) ready in {}",
                 kit.profile,
                 kit.release,
@@ -166,7 +168,7 @@ pub fn run(cli: Cli) -> Result<bool> {
                     .nth(3)
                     .unwrap_or(&kit.vmlinuz)
                     .display()
-            );
+            ))?;
             Ok(true)
         }
         Command::Doctor(args) => doctor(&args),
@@ -175,6 +177,85 @@ pub fn run(cli: Cli) -> Result<bool> {
 
 /// Below this the cloud kernel does not reach its shell (64 MiB fails).
 const MIN_MEMORY_MIB: u32 = 96;
+/// 64 GiB: far beyond what a module test needs, and small enough that QEMU
+/// reports a host shortage instead of an overflow.
+const MAX_MEMORY_MIB: u32 = 65536;
+/// An hour: a boot that takes longer has hung.
+const MAX_BOOT_TIMEOUT_S: f64 = 3600.0;
+/// A day: longer deadlines are typos, and `Duration` cannot hold every `f64`.
+const MAX_STEP_TIMEOUT_S: f64 = 86400.0;
+
+/// Parses seconds and checks them against a range at the edge, so that no
+/// later `Duration` conversion can see NaN, infinity or an overflow.
+fn seconds_in(text: &str, min: f64, min_inclusive: bool, max: f64) -> Result<f64, String> {
+    let range = if min_inclusive {
+        format!("from {min} to {max} seconds")
+    } else {
+        format!("above {min} and at most {max} seconds")
+    };
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds; allowed: {range}"))?;
+    let above_min = if min_inclusive { v >= min } else { v > min };
+    if v.is_finite() && above_min && v <= max {
+        Ok(v)
+    } else {
+        Err(format!("{text} is out of range; allowed: {range}"))
+    }
+}
+
+fn boot_timeout_s(text: &str) -> Result<f64, String> {
+    seconds_in(text, 1.0, true, MAX_BOOT_TIMEOUT_S)
+}
+
+fn step_timeout_s(text: &str) -> Result<f64, String> {
+    seconds_in(text, 0.0, false, MAX_STEP_TIMEOUT_S)
+}
+
+fn memory_mib(text: &str) -> Result<u32, String> {
+    let range = format!("from {MIN_MEMORY_MIB} to {MAX_MEMORY_MIB} MiB (the guest kernel needs at least {MIN_MEMORY_MIB})");
+    match text.trim().parse::<u64>() {
+        Ok(v) if (u64::from(MIN_MEMORY_MIB)..=u64::from(MAX_MEMORY_MIB)).contains(&v) => {
+            Ok(v as u32)
+        }
+        Ok(_) => Err(format!("{text} is out of range; allowed: {range}")),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number of MiB; allowed: {range}"
+        )),
+    }
+}
+
+/// The error and its causes for the user, each said once.
+///
+/// `{:#}` appends every `source()` to the message, but many error types
+/// already quote their source in their own text ("{path}: {source}"), which
+/// would print the compiler output or an OS error twice. A cause whose text
+/// is already in what has been written adds nothing and is left out.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(c.trim()) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
+/// Writes a line to stdout; `Ok(false)` when the reader has gone away
+/// (`modvm list | head -1`), which is a normal end of output, not an error.
+/// (`println!` would panic there.)
+fn print_line(line: &str) -> Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("cannot write to stdout"),
+    }
+}
 
 fn say(msg: &str) {
     eprintln!("modvm: {msg}");
@@ -252,18 +333,168 @@ fn doctor(args: &KitArgs) -> Result<bool> {
 }
 
 fn test(args: TestArgs) -> Result<bool> {
-    if !(args.step_timeout > 0.0 && args.boot_timeout > 0.0) {
-        bail!("--step-timeout and --boot-timeout take a positive number of seconds");
+    let (mut reporters, outputs) = machine_reporters(&args)?;
+    let started = std::time::Instant::now();
+    let mut planned_names = Vec::new();
+    let summary = match prepare_and_run(&args, &mut reporters, &mut planned_names) {
+        Ok(summary) => summary,
+        Err(e) => {
+            // The reports were asked for, so they are written, and say
+            // the run failed: "no report" reads as a pass to some CI.
+            let interrupted = children::interrupted();
+            let why = if interrupted {
+                "the run was interrupted".to_string()
+            } else {
+                error_text(&e)
+            };
+            report_stopped(&mut reporters, &planned_names, &why, interrupted, started);
+            for handle in outputs {
+                if let Some(w) = handle.get() {
+                    say(&w);
+                }
+            }
+            return Err(e);
+        }
+    };
+    for handle in outputs {
+        if let Some(e) = handle.get() {
+            bail!("{e}");
+        }
     }
-    if args.memory < MIN_MEMORY_MIB {
+    if children::interrupted() {
+        return Err(Interrupted.into());
+    }
+    // Tests that modvm could not run say nothing about the module: when
+    // nothing else failed, that is an environment problem (exit 2).
+    if summary.errors > 0 && summary.failed + summary.crashed + summary.timed_out == 0 {
         bail!(
-            "--memory {} is too small: the guest kernel needs at least {MIN_MEMORY_MIB} MiB",
-            args.memory
+            "{} test{} could not run (see the errors above)",
+            summary.errors,
+            if summary.errors == 1 { "" } else { "s" }
         );
     }
+    Ok(summary.ok())
+}
+
+/// The JSON, JUnit and KTAP reporters, made before anything can fail so
+/// that every failure can still be reported; with the handles that tell
+/// whether each could be written.
+fn machine_reporters(args: &TestArgs) -> Result<(Reporters, Vec<ReportError>)> {
+    let on_stdout = [
+        ("--json -", args.json.as_deref().is_some_and(is_stdout)),
+        ("--junit -", args.junit.as_deref().is_some_and(is_stdout)),
+        ("--ktap", args.ktap),
+    ];
+    let claims: Vec<&str> = on_stdout
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(flag, _)| *flag)
+        .collect();
+    if claims.len() > 1 {
+        bail!(
+            "{} all write to stdout; send all but one to files",
+            claims.join(" and ")
+        );
+    }
+    let mut reporters = Reporters::default();
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.json {
+        let r = Json::new(path.clone());
+        outputs.push(r.error_handle());
+        reporters.0.push(Box::new(r));
+    }
+    if let Some(path) = &args.junit {
+        let r = Junit::new(path.clone());
+        outputs.push(r.error_handle());
+        reporters.0.push(Box::new(r));
+    }
+    if args.ktap {
+        let r = Ktap::stdout();
+        outputs.push(r.error_handle());
+        reporters.0.push(Box::new(r));
+    }
+    Ok((reporters, outputs))
+}
+
+/// Whether a machine format owns stdout, so the human output moves to stderr.
+fn stdout_taken(args: &TestArgs) -> bool {
+    args.ktap
+        || args.json.as_deref().is_some_and(is_stdout)
+        || args.junit.as_deref().is_some_and(is_stdout)
+}
+
+/// Tells `reporters` about a run that stopped before its tests: every test
+/// it meant to run (if it got as far as knowing them) is not run, and the
+/// summary carries the reason.
+fn report_stopped(
+    reporters: &mut Reporters,
+    planned: &[String],
+    why: &str,
+    interrupted: bool,
+    started: std::time::Instant,
+) {
+    let none = PathBuf::new();
+    reporters.event(&Event::RunStarted {
+        tests: planned.len(),
+        kernel: "",
+        accel: "",
+        artifacts: &none,
+    });
+    let short = why.lines().next().unwrap_or(why);
+    let mut summary = Summary::default();
+    for name in planned {
+        let t = TestResult::not_run(name.clone(), String::new(), PathBuf::new(), short);
+        summary.add(t.status);
+        reporters.event(&Event::TestFinished(&t));
+    }
+    summary.interrupted = interrupted;
+    if !interrupted {
+        summary.error = Some(why.to_string());
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    reporters.event(&Event::RunFinished(&summary));
+}
+
+/// Runs `work` on a thread of its own and stops waiting for it when the
+/// user interrupts. A build or a download can take minutes, longer than the
+/// interrupt handler's wind-down; waiting for them would let the process
+/// exit without writing the reports.
+fn until_interrupted<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Timeout) if children::interrupted() => {
+                return Err(Interrupted.into())
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => bail!("the build stopped without a result"),
+        }
+    }
+}
+
+/// Everything from the specs to the last test. `planned` receives the
+/// selected tests' names as soon as they are known, for the reports of a
+/// run that stops before running them. Errors are returned only before
+/// the runner starts; after that the runner reports for itself.
+fn prepare_and_run(
+    args: &TestArgs,
+    reporters: &mut Reporters,
+    planned: &mut Vec<String>,
+) -> Result<Summary> {
     let specs = load_specs(&args.paths)?;
     let filter = args.filter.as_deref();
-    if specs.iter().all(|s| plan::selected(s, filter).is_empty()) {
+    *planned = specs
+        .iter()
+        .flat_map(|s| plan::selected(s, filter))
+        .collect();
+    if planned.is_empty() {
         bail!(
             "no test matches the filter {:?} (`modvm list` shows the tests)",
             filter.unwrap_or_default()
@@ -275,15 +506,37 @@ fn test(args: TestArgs) -> Result<bool> {
         tools.retain(|t| t.program != "qemu-system-x86_64");
     }
     prereq::ensure(&tools, &mut say)?;
-    let kit = fetch_kit(&args.kit, &profile)?;
+    let kit = {
+        let (kit_args, profile) = (args.kit.clone(), profile.clone());
+        until_interrupted(move || fetch_kit(&kit_args, &profile))?
+    };
 
     let build_root = args.out.join("build").join(&profile.name);
     let verbose = args.verbose;
-    let planned = plan::prepare(&specs, filter, &kit, &build_root, &mut |log| {
-        if verbose {
-            eprint!("{log}");
-        }
-    })?;
+    let planned_tests = {
+        let (specs, filter, kit, build_root) = (
+            specs.clone(),
+            args.filter.clone(),
+            kit.clone(),
+            build_root.clone(),
+        );
+        until_interrupted(move || {
+            Ok(plan::prepare(
+                &specs,
+                filter.as_deref(),
+                &kit,
+                &build_root,
+                &mut |log| {
+                    if verbose {
+                        eprint!("{log}");
+                    }
+                },
+            )?)
+        })?
+    };
+    if children::interrupted() {
+        return Err(Interrupted.into());
+    }
 
     let artifacts = new_run_dir(&args.out)?;
     let mut extra = vec![profile.cmdline.clone(), args.append.clone()];
@@ -297,7 +550,7 @@ fn test(args: TestArgs) -> Result<bool> {
         binary: args.qemu.clone(),
         accel: Accel::Tcg,
         kernel: kit.vmlinuz.clone(),
-        initrd: planned[0].initrd.clone(),
+        initrd: planned_tests[0].initrd.clone(),
         extra_cmdline: extra
             .join(" ")
             .split_whitespace()
@@ -320,7 +573,7 @@ fn test(args: TestArgs) -> Result<bool> {
         qemu,
         profile: profile.name.clone(),
         kernel_name: format!("{} ({})", profile.name, kit.release),
-        boot_timeout: Duration::from_secs_f64(args.boot_timeout.max(1.0)),
+        boot_timeout: Duration::from_secs_f64(args.boot_timeout),
         artifacts,
         echo_console: args.console,
         step_timeout_s: args.step_timeout,
@@ -332,47 +585,13 @@ fn test(args: TestArgs) -> Result<bool> {
     } else {
         Level::Normal
     };
-    let human = if args.ktap {
+    let human = if stdout_taken(args) {
         Human::stderr(level)
     } else {
         Human::stdout(level)
     };
-    let mut reporters = Reporters(vec![Box::new(human)]);
-    let mut outputs: Vec<(String, ReportError)> = Vec::new();
-    if let Some(path) = &args.json {
-        let r = Json::new(path.clone());
-        outputs.push((format!("JSON report {}", path.display()), r.error_handle()));
-        reporters.0.push(Box::new(r));
-    }
-    if let Some(path) = &args.junit {
-        let r = Junit::new(path.clone());
-        outputs.push((format!("JUnit report {}", path.display()), r.error_handle()));
-        reporters.0.push(Box::new(r));
-    }
-    if args.ktap {
-        let r = Ktap::stdout();
-        outputs.push(("KTAP output".to_string(), r.error_handle()));
-        reporters.0.push(Box::new(r));
-    }
-    let summary: Summary = runner::run(&config, &planned, &mut reporters);
-    for (what, handle) in outputs {
-        if let Some(e) = handle.get() {
-            bail!("cannot write the {what}: {e}");
-        }
-    }
-    if children::interrupted() {
-        return Err(Interrupted.into());
-    }
-    // Tests that modvm could not run say nothing about the module: when
-    // nothing else failed, that is an environment problem (exit 2).
-    if summary.errors > 0 && summary.failed + summary.crashed + summary.timed_out == 0 {
-        bail!(
-            "{} test{} could not run (see the errors above)",
-            summary.errors,
-            if summary.errors == 1 { "" } else { "s" }
-        );
-    }
-    Ok(summary.ok())
+    reporters.0.insert(0, Box::new(human));
+    Ok(runner::run(&config, &planned_tests, reporters))
 }
 
 /// Boots one guest under KVM with a short deadline.
@@ -547,6 +766,120 @@ mod tests {
             e.contains("p1/mod (no modvm.json) and") && e.contains("both suite \"mod\""),
             "{e}"
         );
+    }
+
+    fn parse_test(args: &[&str]) -> Result<TestArgs, clap::Error> {
+        let mut all = vec!["modvm", "test"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Test(a) => Ok(a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_outside_their_range_are_usage_errors_naming_the_range() {
+        for (flag, value, range) in [
+            ("--boot-timeout", "inf", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "NaN", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "0.5", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "3601", "from 1 to 3600 seconds"),
+            (
+                "--step-timeout",
+                "1e300",
+                "above 0 and at most 86400 seconds",
+            ),
+            (
+                "--step-timeout",
+                "1e19",
+                "above 0 and at most 86400 seconds",
+            ),
+            ("--step-timeout", "0", "above 0 and at most 86400 seconds"),
+            ("--step-timeout", "-1", "above 0 and at most 86400 seconds"),
+            (
+                "--step-timeout",
+                "soon",
+                "above 0 and at most 86400 seconds",
+            ),
+            ("--memory", "64", "from 96 to 65536 MiB"),
+            ("--memory", "99999999999", "from 96 to 65536 MiB"),
+            ("--memory", "1.5", "from 96 to 65536 MiB"),
+        ] {
+            let e = parse_test(&[&format!("{flag}={value}")]).expect_err(value);
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            let text = e.to_string();
+            assert!(text.contains(range), "{flag} {value}: {text}");
+        }
+    }
+
+    #[test]
+    fn numbers_at_the_edges_of_their_range_are_taken() {
+        let a = parse_test(&[
+            "--boot-timeout",
+            "3600",
+            "--step-timeout",
+            "0.001",
+            "--memory",
+            "96",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.boot_timeout, a.step_timeout, a.memory),
+            (3600.0, 0.001, 96)
+        );
+        let a = parse_test(&[
+            "--boot-timeout",
+            "1",
+            "--step-timeout",
+            "86400",
+            "--memory",
+            "65536",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.boot_timeout, a.step_timeout, a.memory),
+            (1.0, 86400.0, 65536)
+        );
+        assert!(Duration::from_secs_f64(a.step_timeout) > Duration::ZERO);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Quoting {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot build the module in m: {source}")]
+    struct Outer {
+        #[source]
+        source: Quoting,
+    }
+
+    #[test]
+    fn a_cause_already_quoted_by_its_error_is_printed_once() {
+        let io = std::io::Error::from_raw_os_error(libc::EROFS);
+        let os = io.to_string();
+        let e = anyhow::Error::new(Outer {
+            source: Quoting {
+                path: "/cache".into(),
+                source: io,
+            },
+        })
+        .context("cannot get the guest kernel");
+        let text = error_text(&e);
+        assert_eq!(
+            text,
+            format!("cannot get the guest kernel: cannot build the module in m: /cache: {os}")
+        );
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_cause_not_yet_quoted_is_appended() {
+        let e = anyhow::Error::new(std::io::Error::other("disk full")).context("writing x");
+        assert_eq!(error_text(&e), "writing x: disk full");
     }
 
     #[test]

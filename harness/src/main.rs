@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(_) if modvm::children::interrupted() => ExitCode::from(130),
         Err(e) => {
-            eprintln!("modvm: error: {e:#}");
+            eprintln!("modvm: error: {}", modvm::cli::error_text(&e));
             ExitCode::from(2)
         }
     }

@@ -23,6 +23,10 @@ pub enum Status {
     Skip,
     /// modvm could not run the test (guest did not boot, I/O failure).
     Error,
+    /// Never started: the run stopped first (interrupted, or a build or
+    /// environment error before any test).
+    #[serde(rename = "not_run")]
+    NotRun,
 }
 
 impl Status {
@@ -34,6 +38,7 @@ impl Status {
             Status::Timeout => "TIMEOUT",
             Status::Skip => "SKIP",
             Status::Error => "ERROR",
+            Status::NotRun => "NOT RUN",
         }
     }
 }
@@ -144,7 +149,27 @@ pub struct TestResult {
     pub artifacts: PathBuf,
 }
 
-/// Counts over a run.
+impl TestResult {
+    /// A test the run never started, listed so that reports name every
+    /// planned test instead of silently leaving it out.
+    pub fn not_run(name: String, kernel: String, artifacts: PathBuf, why: &str) -> TestResult {
+        TestResult {
+            name,
+            kernel,
+            status: Status::NotRun,
+            duration_ms: 0,
+            boot_ms: None,
+            steps: Vec::new(),
+            message: Some(format!("not run: {why}")),
+            crash: None,
+            crash_detect_ms: None,
+            kernel_tail: Vec::new(),
+            artifacts,
+        }
+    }
+}
+
+/// Counts over a run, and whether it ended early.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub total: usize,
@@ -154,7 +179,13 @@ pub struct Summary {
     pub timed_out: usize,
     pub skipped: usize,
     pub errors: usize,
+    pub not_run: usize,
     pub duration_ms: u64,
+    /// The user stopped the run (Ctrl-C, SIGTERM).
+    pub interrupted: bool,
+    /// Why the run stopped before its tests (bad spec, build failure,
+    /// missing tool): a run that tested nothing must not read as a pass.
+    pub error: Option<String>,
 }
 
 impl Summary {
@@ -167,12 +198,37 @@ impl Summary {
             Status::Timeout => self.timed_out += 1,
             Status::Skip => self.skipped += 1,
             Status::Error => self.errors += 1,
+            Status::NotRun => self.not_run += 1,
         }
     }
 
-    /// True when nothing failed, crashed, timed out or errored.
+    /// True when every test passed or was skipped and the run was neither
+    /// interrupted nor stopped by an error.
     pub fn ok(&self) -> bool {
-        self.passed + self.skipped == self.total
+        self.passed + self.skipped == self.total && !self.interrupted && self.error.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_stopped_early_is_not_ok() {
+        let mut s = Summary::default();
+        s.add(Status::Pass);
+        assert!(s.ok());
+        s.interrupted = true;
+        assert!(!s.ok(), "interrupted");
+        let mut s = Summary {
+            error: Some("build failed".into()),
+            ..Summary::default()
+        };
+        assert!(!s.ok(), "an error with no tests");
+        s.error = None;
+        s.add(Status::NotRun);
+        assert_eq!((s.total, s.not_run), (1, 1));
+        assert!(!s.ok(), "a test not run");
     }
 }
 

@@ -80,16 +80,25 @@ pub fn run(config: &RunConfig, tests: &[PlannedTest], reporter: &mut dyn Reporte
     });
     let mut summary = Summary::default();
     for test in tests {
-        if children::interrupted() {
-            break;
-        }
-        let mut result = run_test(config, test, reporter);
-        if children::interrupted() {
-            mark_interrupted(&mut result);
-        }
+        let result = if children::interrupted() {
+            // Listed, not left out: a report must name every planned test.
+            TestResult::not_run(
+                test.name(),
+                config.kernel_name.clone(),
+                PathBuf::new(),
+                "the run was interrupted",
+            )
+        } else {
+            let mut result = run_test(config, test, reporter);
+            if children::interrupted() {
+                mark_interrupted(&mut result);
+            }
+            result
+        };
         summary.add(result.status);
         reporter.event(&Event::TestFinished(&result));
     }
+    summary.interrupted = children::interrupted();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     reporter.event(&Event::RunFinished(&summary));
     summary

@@ -244,7 +244,7 @@ impl Reporter for Human {
                     .boot_ms
                     .map(|b| format!(" (boot {})", secs(b)))
                     .unwrap_or_default();
-                let failed = !matches!(t.status, Status::Pass | Status::Skip);
+                let failed = !matches!(t.status, Status::Pass | Status::Skip | Status::NotRun);
                 if self.level == Level::Quiet && !failed {
                     return;
                 }
@@ -256,9 +256,10 @@ impl Reporter for Human {
                 ));
                 if failed {
                     self.detail(t);
-                } else if let (Some(m), true) =
-                    (&t.message, t.status == Status::Skip || t.crash.is_some())
-                {
+                } else if let (Some(m), true) = (
+                    &t.message,
+                    matches!(t.status, Status::Skip | Status::NotRun) || t.crash.is_some(),
+                ) {
                     self.line(&format!("    {m}"));
                 } else if self.level == Level::Verbose {
                     self.line(&format!("    logs: {}", t.artifacts.display()));
@@ -274,6 +275,7 @@ impl Reporter for Human {
                     (s.timed_out, "timed out"),
                     (s.errors, "errors"),
                     (s.skipped, "skipped"),
+                    (s.not_run, "not run"),
                 ] {
                     if n > 0 {
                         parts.push(format!("{n} {what}"));

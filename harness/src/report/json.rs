@@ -7,7 +7,7 @@
 //! "missing or null" checks. `docs/report.schema.json` describes the shape and
 //! the tests hold the two together.
 
-use super::file::{write_atomic, FirstError, ReportError};
+use super::file::{write_report, FirstError, ReportError};
 use crate::klog::KernelLine;
 use crate::outcome::{Crash, Event, Frame, Reporter, Status, StepResult, Summary, TestResult};
 use serde::Serialize;
@@ -56,6 +56,8 @@ impl Json {
             kernel: self.kernel.as_deref(),
             accel: self.accel.as_deref(),
             artifacts: self.artifacts.as_deref(),
+            interrupted: summary.interrupted,
+            error: summary.error.as_deref(),
             tests: &self.tests,
             summary: SummaryDoc::from(summary),
         };
@@ -67,7 +69,7 @@ impl Json {
             }
             Err(e) => return self.error.record(&what, e.into()),
         };
-        if let Err(e) = write_atomic(&self.path, &bytes) {
+        if let Err(e) = write_report(&self.path, &bytes) {
             self.error.record(&what, e);
         }
     }
@@ -82,9 +84,11 @@ impl Reporter for Json {
                 artifacts,
                 ..
             } => {
-                self.kernel = Some(kernel.to_string());
-                self.accel = Some(accel.to_string());
-                self.artifacts = Some(artifacts.to_string_lossy().into_owned());
+                // Empty when the run stopped before it booted anything.
+                let known = |s: String| Some(s).filter(|s| !s.is_empty());
+                self.kernel = known(kernel.to_string());
+                self.accel = known(accel.to_string());
+                self.artifacts = known(artifacts.to_string_lossy().into_owned());
             }
             Event::TestFinished(t) => self.tests.push(TestDoc::from(*t)),
             Event::RunFinished(s) => self.finish(s),
@@ -101,6 +105,8 @@ struct RunDoc<'a> {
     kernel: Option<&'a str>,
     accel: Option<&'a str>,
     artifacts: Option<&'a str>,
+    interrupted: bool,
+    error: Option<&'a str>,
     tests: &'a [TestDoc],
     summary: SummaryDoc,
 }
@@ -114,6 +120,7 @@ struct SummaryDoc {
     timed_out: usize,
     skipped: usize,
     errors: usize,
+    not_run: usize,
     duration_ms: u64,
     ok: bool,
 }
@@ -128,6 +135,7 @@ impl From<&Summary> for SummaryDoc {
             timed_out: s.timed_out,
             skipped: s.skipped,
             errors: s.errors,
+            not_run: s.not_run,
             duration_ms: s.duration_ms,
             ok: s.ok(),
         }
@@ -386,6 +394,36 @@ mod tests {
         let mut doc = produce(dir.path());
         doc["summary"]["surprise"] = 1.into();
         assert!(!problems(&doc).is_empty());
+    }
+
+    #[test]
+    fn a_run_stopped_early_says_so_and_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        for (error, interrupted) in [("building m failed", false), ("interrupted", true)] {
+            let path = dir.path().join("stopped.json");
+            let mut json = Json::new(path.clone());
+            sample::replay_stopped(&mut json, error, interrupted);
+            assert!(json.error().is_none(), "{:?}", json.error());
+            let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            assert_eq!(problems(&doc), Vec::<String>::new());
+            assert_eq!(doc["summary"]["ok"], false);
+            assert_eq!(doc["summary"]["not_run"], 2);
+            assert_eq!(doc["summary"]["total"], 2);
+            assert_eq!(doc["interrupted"], interrupted);
+            assert_eq!(doc["error"].as_str(), (!interrupted).then_some(error));
+            assert!(doc["kernel"].is_null() && doc["artifacts"].is_null());
+            assert_eq!(doc["tests"][1]["status"], "not_run");
+            assert_eq!(doc["tests"][1]["message"], format!("not run: {error}"));
+        }
+    }
+
+    #[test]
+    fn a_finished_run_has_no_error_and_was_not_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = produce(dir.path());
+        assert_eq!(doc["interrupted"], false);
+        assert!(doc["error"].is_null());
+        assert_eq!(doc["summary"]["not_run"], 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! only the message, the element text and `system-out`, so the kernel log a
 //! developer needs goes there rather than into a separate file.
 
-use super::file::{write_atomic, FirstError, ReportError};
+use super::file::{write_report, FirstError, ReportError};
 use super::json::split_name;
 use crate::klog::KernelLine;
 use crate::outcome::{Event, Reporter, Status, StepResult, Summary, TestResult};
@@ -82,6 +82,11 @@ impl Junit {
     }
 
     fn finish(&mut self, summary: &Summary) {
+        if let Some(case) = run_failure(summary) {
+            let mut suite = TestSuite::new("modvm");
+            suite.add_test_case(case);
+            self.suites.push(suite);
+        }
         let mut report = Report::new("modvm");
         report.set_time(Duration::from_millis(summary.duration_ms));
         report.add_test_suites(std::mem::take(&mut self.suites));
@@ -90,7 +95,7 @@ impl Junit {
             Ok(x) => x,
             Err(e) => return self.error.record(&what, std::io::Error::other(e)),
         };
-        if let Err(e) = write_atomic(&self.path, xml.as_bytes()) {
+        if let Err(e) = write_report(&self.path, xml.as_bytes()) {
             self.error.record(&what, e);
         }
     }
@@ -100,8 +105,9 @@ impl Reporter for Junit {
     fn event(&mut self, event: &Event<'_>) {
         match event {
             Event::RunStarted { kernel, accel, .. } => {
-                self.kernel = Some(kernel.to_string());
-                self.accel = Some(accel.to_string());
+                // Empty when the run stopped before it booted anything.
+                self.kernel = Some(kernel.to_string()).filter(|k| !k.is_empty());
+                self.accel = Some(accel.to_string()).filter(|a| !a.is_empty());
             }
             Event::TestFinished(t) => self.add(t),
             Event::RunFinished(s) => self.finish(s),
@@ -113,7 +119,7 @@ impl Reporter for Junit {
 fn test_case(suite: &str, case: &str, t: &TestResult) -> TestCase {
     let status = match t.status {
         Status::Pass => TestCaseStatus::success(),
-        Status::Skip => {
+        Status::Skip | Status::NotRun => {
             let mut s = TestCaseStatus::skipped();
             s.set_message(t.message.as_deref().unwrap_or("not run"));
             s
@@ -124,15 +130,35 @@ fn test_case(suite: &str, case: &str, t: &TestResult) -> TestCase {
     let mut tc = TestCase::new(case, status);
     tc.set_classname(suite);
     tc.set_time(Duration::from_millis(t.duration_ms));
-    tc.add_property(("kernel", t.kernel.as_str()));
-    tc.add_property(("artifacts", t.artifacts.to_string_lossy().as_ref()));
+    if t.status != Status::NotRun {
+        tc.add_property(("kernel", t.kernel.as_str()));
+        tc.add_property(("artifacts", t.artifacts.to_string_lossy().as_ref()));
+    }
     if let Some(b) = t.boot_ms {
         tc.add_property(("boot_ms", b.to_string().as_str()));
     }
-    if !matches!(t.status, Status::Pass | Status::Skip) {
+    if !matches!(t.status, Status::Pass | Status::Skip | Status::NotRun) {
         tc.set_system_out(system_out(t));
     }
     tc
+}
+
+/// A run that stopped early becomes an error case of its own: CI pages count
+/// test cases, and a run whose tests were all skipped, or that had none,
+/// would otherwise show green.
+fn run_failure(summary: &Summary) -> Option<TestCase> {
+    let (ty, message) = match (&summary.error, summary.interrupted) {
+        (Some(e), _) => ("error", e.clone()),
+        (None, true) => ("interrupted", "the run was interrupted".to_string()),
+        (None, false) => return None,
+    };
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status.set_type(ty);
+    status.set_message(one_line(&message));
+    status.set_description(message);
+    let mut tc = TestCase::new("run", status);
+    tc.set_classname("modvm");
+    Some(tc)
 }
 
 fn non_success(kind: NonSuccessKind, t: &TestResult) -> TestCaseStatus {
@@ -152,6 +178,7 @@ fn status_name(s: Status) -> &'static str {
         Status::Timeout => "timeout",
         Status::Skip => "skip",
         Status::Error => "error",
+        Status::NotRun => "not_run",
     }
 }
 
@@ -362,6 +389,35 @@ mod tests {
         assert!(out.contains("last kernel lines:"), "{out}");
         assert!(out.contains("random: crng init done"), "{out}");
         assert!(!boot.properties.iter().any(|p| p.name.as_str() == "boot_ms"));
+    }
+
+    #[test]
+    fn a_stopped_run_is_an_error_and_its_tests_are_skipped_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let mut j = Junit::new(path.clone());
+        sample::replay_stopped(&mut j, "building m failed", false);
+        assert!(j.error().is_none(), "{:?}", j.error());
+        let report = Report::deserialize_from_str(&std::fs::read_to_string(&path).unwrap())
+            .expect("valid JUnit XML");
+        assert_eq!(report.tests, 3);
+        assert_eq!(report.errors, 1);
+        let run = case(&report.test_suites[1], "run");
+        let (kind, ty, message, _) = status_parts(run);
+        assert_eq!(kind, NonSuccessKind::Error);
+        assert_eq!(
+            (ty.as_str(), message.as_str()),
+            ("error", "building m failed")
+        );
+        for case in &report.test_suites[0].test_cases {
+            match &case.status {
+                TestCaseStatus::Skipped { message, .. } => assert_eq!(
+                    message.as_ref().unwrap().as_str(),
+                    "not run: building m failed"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

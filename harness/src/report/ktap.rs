@@ -85,11 +85,14 @@ impl Reporter for Ktap {
                 ..
             } => {
                 let mut text = format!("KTAP version 1\n1..{tests}\n");
-                diagnostic(
-                    &mut text,
-                    "",
-                    &format!("modvm: kernel {kernel}, accel {accel}"),
-                );
+                // Empty when the run stopped before it booted anything.
+                if !kernel.is_empty() {
+                    diagnostic(
+                        &mut text,
+                        "",
+                        &format!("modvm: kernel {kernel}, accel {accel}"),
+                    );
+                }
                 self.emit(&text);
             }
             Event::TestFinished(t) => {
@@ -99,6 +102,12 @@ impl Reporter for Ktap {
             }
             Event::RunFinished(s) => {
                 let mut text = String::new();
+                if let Some(e) = &s.error {
+                    diagnostic(&mut text, "", &format!("modvm: run failed: {e}"));
+                }
+                if s.interrupted {
+                    diagnostic(&mut text, "", "modvm: run interrupted");
+                }
                 diagnostic(&mut text, "", &totals(s));
                 self.emit(&text);
             }
@@ -123,7 +132,9 @@ pub fn test_block(number: usize, t: &TestResult) -> String {
     let mut directive = None;
     match t.status {
         Status::Pass => {}
-        Status::Skip => directive = Some(("SKIP", t.message.clone().unwrap_or_default())),
+        Status::Skip | Status::NotRun => {
+            directive = Some(("SKIP", t.message.clone().unwrap_or_default()))
+        }
         Status::Timeout | Status::Error => {
             let reason = t
                 .message
@@ -156,7 +167,7 @@ pub fn test_block(number: usize, t: &TestResult) -> String {
             }
         }
     }
-    if !matches!(t.status, Status::Pass | Status::Skip) {
+    if !matches!(t.status, Status::Pass | Status::Skip | Status::NotRun) {
         diagnostic(&mut out, "", &format!("logs: {}", t.artifacts.display()));
     }
     result_line(&mut out, "", number, t.status, &t.name, directive);
@@ -166,6 +177,7 @@ pub fn test_block(number: usize, t: &TestResult) -> String {
 fn step_lines(out: &mut String, indent: &str, number: usize, s: &StepResult) {
     let directive = match s.status {
         Status::Skip => Some(("SKIP", "an earlier step did not pass".to_string())),
+        Status::NotRun => Some(("SKIP", "not run".to_string())),
         Status::Timeout => Some(("TIMEOUT", s.failures.first().cloned().unwrap_or_default())),
         Status::Error => Some(("ERROR", s.failures.first().cloned().unwrap_or_default())),
         Status::Pass | Status::Fail | Status::Crash => None,
@@ -198,7 +210,7 @@ fn result_line(
     description: &str,
     directive: Option<(&str, String)>,
 ) {
-    let ok = if matches!(status, Status::Pass | Status::Skip) {
+    let ok = if matches!(status, Status::Pass | Status::Skip | Status::NotRun) {
         "ok"
     } else {
         "not ok"
@@ -244,10 +256,14 @@ fn clean_description(s: &str) -> String {
 }
 
 fn totals(s: &Summary) -> String {
-    format!(
+    let mut t = format!(
         "totals: pass:{} fail:{} crash:{} timeout:{} skip:{} error:{}",
         s.passed, s.failed, s.crashed, s.timed_out, s.skipped, s.errors
-    )
+    );
+    if s.not_run > 0 {
+        t.push_str(&format!(" not_run:{}", s.not_run));
+    }
+    t
 }
 
 #[cfg(test)]
@@ -368,6 +384,22 @@ not ok 4 slow/boot # TIMEOUT boot failed: the guest did not reach its shell with
             test_block(2, &t),
             "# logs: /srv/modvm/runs/20250101-120000/slow/boot\n\
              not ok 2 slow/boot # ERROR boot failed: cannot start qemu-system-x86_64: not found more\n"
+        );
+    }
+
+    #[test]
+    fn a_run_stopped_early_lists_its_tests_as_not_run() {
+        let buf = Shared::default();
+        let mut k = Ktap::new(Box::new(buf.clone()));
+        crate::report::sample::replay_stopped(&mut k, "build failed", false);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "KTAP version 1\n1..2\n\
+             ok 1 hello/load # SKIP not run: build failed\n\
+             ok 2 hello/unload # SKIP not run: build failed\n\
+             # modvm: run failed: build failed\n\
+             # totals: pass:0 fail:0 crash:0 timeout:0 skip:0 error:0 not_run:2\n"
         );
     }
 

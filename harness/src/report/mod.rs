@@ -9,4 +9,4 @@ pub mod ktap;
 #[doc(hidden)]
 pub mod sample;
 
-pub use file::ReportError;
+pub use file::{is_stdout, ReportError};

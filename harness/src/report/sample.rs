@@ -203,3 +203,26 @@ pub fn replay_results(reporter: &mut dyn Reporter, results: &[TestResult]) {
     }
     reporter.event(&Event::RunFinished(&summary));
 }
+
+/// A run that stopped before its two `hello` tests started: a build error
+/// (`interrupted` false) or the user stopping it.
+pub fn replay_stopped(reporter: &mut dyn Reporter, error: &str, interrupted: bool) {
+    let artifacts = PathBuf::new();
+    reporter.event(&Event::RunStarted {
+        tests: 2,
+        kernel: "",
+        accel: "",
+        artifacts: &artifacts,
+    });
+    let mut summary = Summary::default();
+    for name in ["hello/load", "hello/unload"] {
+        let t = TestResult::not_run(name.into(), String::new(), PathBuf::new(), error);
+        summary.add(t.status);
+        reporter.event(&Event::TestFinished(&t));
+    }
+    summary.interrupted = interrupted;
+    if !interrupted {
+        summary.error = Some(error.into());
+    }
+    reporter.event(&Event::RunFinished(&summary));
+}
