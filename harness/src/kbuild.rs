@@ -5,10 +5,11 @@
 //! and built there with `make -C <headers> M=<build dir> modules`. The user's
 //! module directory is only ever read.
 
+use crate::children;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// Why a module did not build.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +63,23 @@ fn is_build_product(name: &str) -> bool {
 
 /// Mirrors sources from `src` into `dst`, copying only changed files, and
 /// returns a fingerprint of the sources (names and contents).
+///
+/// A source directory that holds the build directory itself (`--out` inside
+/// the module's directory) is not mirrored: it would copy itself forever.
 pub fn mirror(src: &Path, dst: &Path) -> Result<u64, BuildError> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    mirror_into(src, dst, &mut hasher)?;
+    fs::create_dir_all(dst).map_err(io_err(dst))?;
+    let root = fs::canonicalize(dst).map_err(io_err(dst))?;
+    mirror_into(src, dst, &root, &mut hasher)?;
     Ok(hasher.finish())
 }
 
-fn mirror_into(src: &Path, dst: &Path, hasher: &mut impl Hasher) -> Result<(), BuildError> {
+fn mirror_into(
+    src: &Path,
+    dst: &Path,
+    root: &Path,
+    hasher: &mut impl Hasher,
+) -> Result<(), BuildError> {
     fs::create_dir_all(dst).map_err(io_err(dst))?;
     let mut entries = fs::read_dir(src)
         .map_err(io_err(src))?
@@ -85,7 +96,10 @@ fn mirror_into(src: &Path, dst: &Path, hasher: &mut impl Hasher) -> Result<(), B
         let to = dst.join(&name);
         name.hash(hasher);
         if from.is_dir() {
-            mirror_into(&from, &to, hasher)?;
+            if fs::canonicalize(&from).is_ok_and(|f| root.starts_with(f)) {
+                continue;
+            }
+            mirror_into(&from, &to, root, hasher)?;
         } else if from.is_file() {
             let data = fs::read(&from).map_err(io_err(&from))?;
             data.hash(hasher);
@@ -146,15 +160,25 @@ pub fn build(src: &Path, headers: &Path, build_dir: &Path) -> Result<Built, Buil
         }
     }
     let _ = fs::remove_file(&stamp_path);
-    let out = Command::new("make")
-        .arg("-C")
+    let mut make = Command::new("make");
+    make.arg("-C")
         .arg(headers)
         .arg(format!("M={}", build_abs.display()))
         .arg(format!("-j{}", jobs()))
         .arg("modules")
         .env("LC_ALL", "C")
-        .output()
-        .map_err(BuildError::NoMake)?;
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // make and its compilers stop with modvm (Ctrl-C, SIGTERM, SIGKILL),
+    // like the guests do.
+    children::arm(&mut make);
+    let child = make.spawn().map_err(BuildError::NoMake)?;
+    let pid = child.id();
+    children::register(pid);
+    let out = child.wait_with_output();
+    children::unregister(pid);
+    let out = out.map_err(BuildError::NoMake)?;
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -299,6 +323,17 @@ mod tests {
             .modified()
             .unwrap();
         assert_eq!(before, after, "unchanged files are not rewritten");
+    }
+
+    #[test]
+    fn a_build_directory_inside_the_sources_is_not_mirrored() {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("hello.c"), "int x;").unwrap();
+        let dst = src.path().join("out").join("build").join("hello");
+        mirror(src.path(), &dst).unwrap();
+        mirror(src.path(), &dst).unwrap();
+        assert!(dst.join("hello.c").is_file());
+        assert!(!dst.join("out").exists());
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn sigterm_during_the_build_gives_a_truthful_report() {
     std::fs::write(
         module.path().join("Kbuild"),
         format!(
-            "$(shell touch {}; sleep 8)\nobj-m := hello.o\n",
+            "$(shell touch {}; sleep 8.25)\nobj-m := hello.o\n",
             marker.display()
         ),
     )
@@ -261,6 +261,20 @@ fn sigterm_during_the_build_gives_a_truthful_report() {
     assert_eq!(doc["tests"][0]["status"], "not_run", "{doc:#}");
     let report = read_junit(&junit);
     assert_eq!(report.errors, 1, "the interruption is an error case");
+    // make and what it started die with modvm.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while build_sleep_running() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!build_sleep_running(), "the build outlived modvm");
+}
+
+/// Whether the Kbuild's `sleep 8.25` (above) still runs.
+fn build_sleep_running() -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\08.25\0"))
 }
 
 #[test]
