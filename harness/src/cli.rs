@@ -88,6 +88,9 @@ pub struct TestArgs {
     /// Guest memory in MiB (96 to 65536).
     #[arg(long, default_value_t = 256, value_parser = memory_mib)]
     pub memory: u32,
+    /// Guest CPUs for tests whose spec sets no `smp` (1 to 16).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=spec::MAX_SMP as i64))]
+    pub smp: u32,
     /// Extra kernel command-line parameters.
     #[arg(long, default_value = "")]
     pub append: String,
@@ -557,6 +560,7 @@ fn prepare_and_run(
             .collect::<Vec<_>>()
             .join(" "),
         memory_mib: args.memory,
+        smp: args.smp,
         console_socket: PathBuf::new(),
     };
     let cache = paths::cache_dir(args.kit.cache.clone());

@@ -31,6 +31,8 @@ pub struct QemuConfig {
     /// Extra kernel parameters from the kernel profile and the user.
     pub extra_cmdline: String,
     pub memory_mib: u32,
+    /// Guest CPUs.
+    pub smp: u32,
     /// Unix socket QEMU listens on for the shell UART (ttyS0).
     pub console_socket: PathBuf,
 }
@@ -70,7 +72,7 @@ impl QemuConfig {
         push("none");
         push("-no-reboot");
         push("-smp");
-        push("1");
+        push(&self.smp.max(1).to_string());
         push("-m");
         push(&self.memory_mib.to_string());
         match self.accel {
@@ -140,6 +142,7 @@ mod tests {
             initrd: "/k/initrd.cpio".into(),
             extra_cmdline: " quiet ".into(),
             memory_mib: 256,
+            smp: 2,
             console_socket: "/run/x/console.sock".into(),
         }
     }
@@ -191,6 +194,7 @@ mod tests {
         assert_eq!(value_after(&args(&c), "-append"), vec![c.cmdline()]);
         assert!(args(&c).contains(&"-no-reboot".to_string()));
         assert!(args(&c).contains(&"-nodefaults".to_string()));
+        assert_eq!(value_after(&args(&c), "-smp"), vec!["2"]);
     }
 
     #[test]

@@ -196,6 +196,9 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
     }
     let mut qemu = config.qemu.clone();
     qemu.initrd = test.initrd.clone();
+    if let Some(n) = test.spec.smp {
+        qemu.smp = n;
+    }
     qemu.extra_cmdline = format!("{} {}", qemu.extra_cmdline, test.spec.kernel_args());
     if let Err(e) = write_artifacts(&dir, test, &qemu) {
         result.message = Some(format!("cannot write artifacts to {}: {e}", dir.display()));

@@ -48,7 +48,13 @@ pub struct TestSpec {
     pub panic_on_oops: bool,
     /// Deadline of steps that set none (else the run's default).
     pub step_timeout_s: Option<f64>,
+    /// Guest CPUs (else the run's `--smp`): locking bugs need more than one.
+    pub smp: Option<u32>,
 }
+
+/// Most CPUs a spec or `--smp` may ask for: TCG runs them all on the host's
+/// cores, and more than a few only slows the guest down.
+pub const MAX_SMP: u32 = 16;
 
 /// Names are printed on terminals and in reports: control characters
 /// (newlines, NUL, escape sequences) are refused.
@@ -117,6 +123,8 @@ struct RawTest {
     panic_on_oops: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     step_timeout_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    smp: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -140,6 +148,11 @@ impl TryFrom<RawTest> for TestSpec {
             return Err("`expect_crash` needs part of the expected crash title, e.g. \"NULL pointer dereference\"".into());
         }
         check_timeout("step_timeout_s", r.step_timeout_s)?;
+        if let Some(n) = r.smp {
+            if n == 0 || n > MAX_SMP {
+                return Err(format!("`smp` must be between 1 and {MAX_SMP}, not {n}"));
+            }
+        }
         let mut steps: Vec<Step> = r
             .modules
             .iter()
@@ -167,6 +180,7 @@ impl TryFrom<RawTest> for TestSpec {
             panic_on_warn: r.panic_on_warn,
             panic_on_oops: r.panic_on_oops,
             step_timeout_s: r.step_timeout_s,
+            smp: r.smp,
         })
     }
 }
@@ -183,6 +197,7 @@ impl From<TestSpec> for RawTest {
             panic_on_warn: t.panic_on_warn,
             panic_on_oops: t.panic_on_oops,
             step_timeout_s: t.step_timeout_s,
+            smp: t.smp,
         }
     }
 }
@@ -676,6 +691,7 @@ pub fn smoke_test(files_in_load_order: &[String]) -> TestSpec {
         panic_on_warn: false,
         panic_on_oops: false,
         step_timeout_s: None,
+        smp: None,
     }
 }
 

@@ -132,3 +132,29 @@ fn directory_without_spec_gets_a_smoke_test() {
         out.all()
     );
 }
+
+#[test]
+fn cpus_come_from_the_spec_else_from_smp() {
+    let dir = module_copy();
+    std::fs::write(
+        dir.path().join("modvm.json"),
+        r#"{"tests": [
+            {"name": "run-default", "steps": [{"run": "nproc", "output": [{"regex": "^2$"}]}]},
+            {"name": "spec-three", "smp": 3, "steps": [{"run": "nproc", "output": [{"regex": "^3$"}]}]}
+        ]}"#,
+    )
+    .unwrap();
+    let out = modvm(
+        &[
+            "test",
+            "--accel",
+            "tcg",
+            "--smp",
+            "2",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("2 passed, 0 failed"), "{}", out.all());
+}
