@@ -22,6 +22,27 @@ pub enum AptError {
     NotFound(String),
 }
 
+impl AptError {
+    /// The gist in one line: apt's first errors, without its progress output.
+    pub fn summary(&self) -> String {
+        match self {
+            AptError::Failed { output, .. } => {
+                let errors: Vec<&str> = output
+                    .lines()
+                    .filter(|l| l.starts_with("E: "))
+                    .map(|l| l.trim_start_matches("E: ").trim())
+                    .collect();
+                match errors.as_slice() {
+                    [] => first_error(output).to_string(),
+                    [one] => one.to_string(),
+                    [first, rest @ ..] => format!("{first}; and {} more errors", rest.len()),
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// One package as `apt-cache show` describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackageInfo {
@@ -274,6 +295,19 @@ mod tests {
             "E: LZ4F: /c/apt/lists/x_Packages.lz4 Read error"
         );
         assert_eq!(first_error(""), "no output");
+    }
+
+    #[test]
+    fn summary_keeps_only_apt_errors() {
+        let e = AptError::Failed {
+            command: "apt-get download x".into(),
+            output: "Ign:1 http://x\nErr:1 http://x\nE: Failed to fetch a  refused\nE: Failed to fetch b  refused\n".into(),
+        };
+        assert_eq!(e.summary(), "Failed to fetch a  refused; and 1 more errors");
+        assert_eq!(
+            AptError::NotFound("p".into()).summary(),
+            AptError::NotFound("p".into()).to_string()
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub enum KitError {
         cache: PathBuf,
         reason: String,
     },
-    #[error("the cached kit of kernel profile `{profile}` is damaged ({damage}) and fetching it again failed; run `modvm fetch --refresh` once the host's apt sources are reachable. The fetch said: {reason}")]
+    #[error("the cached kit of kernel profile `{profile}` is damaged ({damage}) and fetching it again failed ({reason}); run `modvm fetch --refresh` once the host's apt sources are reachable")]
     Damaged {
         profile: String,
         damage: String,
@@ -139,7 +139,7 @@ pub fn ensure(
         (KitError::Apt(a), Some(damage)) => KitError::Damaged {
             profile: profile.name.clone(),
             damage,
-            reason: a.to_string(),
+            reason: a.summary(),
         },
         (KitError::Apt(a), None) if cached(cache, profile).is_none() => KitError::Unavailable {
             profile: profile.name.clone(),
