@@ -377,6 +377,128 @@ mod tests {
         assert_eq!(back.busybox, Path::new("/then/kit/root/bin/busybox"));
     }
 
+    /// A kit as an older modvm left it at `old`, now lying under `cache`.
+    fn old_kit(cache: &Path, old: &Path) -> PathBuf {
+        let pdir = profile_dir(cache, "p");
+        let dir = pdir.join("k_1");
+        let root = dir.join("root");
+        let headers = root.join("usr/src/linux-headers-r");
+        fs::create_dir_all(root.join("boot")).unwrap();
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::create_dir_all(&headers).unwrap();
+        fs::create_dir_all(root.join("usr/src/linux-headers-common")).unwrap();
+        let mut img = vec![0u8; 4096];
+        img[0x1f1] = 3;
+        img[0x1f4..0x1f8].copy_from_slice(&128u32.to_le_bytes());
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        fs::write(root.join("boot/vmlinuz-r"), &img).unwrap();
+        let mut elf = vec![0u8; 1000];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2;
+        fs::write(root.join("bin/busybox"), &elf).unwrap();
+        fs::write(root.join("usr/src/linux-headers-common/Makefile"), "all:\n").unwrap();
+        let old_dir = old.join("kernels/p/k_1");
+        fs::write(
+            headers.join("Makefile"),
+            format!(
+                "include {}/root/usr/src/linux-headers-common/Makefile\n",
+                old_dir.display()
+            ),
+        )
+        .unwrap();
+        let mut record = Record::new("p", "r", "1", &old_dir);
+        record.files = None;
+        fs::write(dir.join("kit.json"), serde_json::to_vec(&record).unwrap()).unwrap();
+        fs::write(pdir.join("current.json"), r#"{"kit":"k_1"}"#).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_empty_cache_is_missing() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(inspect(d.path(), "p"), CacheState::Missing);
+    }
+
+    #[test]
+    fn an_old_kit_elsewhere_is_adopted_then_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = old_kit(d.path(), Path::new("/where/it/was"));
+        let CacheState::Unverified(kit) = inspect(d.path(), "p") else {
+            panic!("{:?}", inspect(d.path(), "p"))
+        };
+        assert_eq!(kit.busybox, dir.join("root/bin/busybox"));
+        adopt(&kit).unwrap();
+        let makefile = fs::read_to_string(kit.headers.join("Makefile")).unwrap();
+        assert_eq!(
+            makefile,
+            "include $(dir $(lastword $(MAKEFILE_LIST)))../../../usr/src/linux-headers-common/Makefile\n"
+        );
+        assert_eq!(inspect(d.path(), "p"), CacheState::Ready(kit.clone()));
+        fs::write(&kit.busybox, b"x").unwrap();
+        let CacheState::Damaged(what) = inspect(d.path(), "p") else {
+            panic!()
+        };
+        assert_eq!(
+            what,
+            format!(
+                "{}/root/bin/busybox has 1 bytes, expected 1000",
+                dir.display()
+            )
+        );
+    }
+
+    #[test]
+    fn an_old_kit_with_a_truncated_busybox_is_not_adopted() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = old_kit(d.path(), Path::new("/old"));
+        let busybox = dir.join("root/bin/busybox");
+        let mut elf = fs::read(&busybox).unwrap();
+        elf[0x28..0x30].copy_from_slice(&900u64.to_le_bytes());
+        elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&2u16.to_le_bytes());
+        fs::write(&busybox, &elf).unwrap();
+        let CacheState::Unverified(kit) = inspect(d.path(), "p") else {
+            panic!()
+        };
+        let e = adopt(&kit).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{}: has 1000 bytes, its header needs 1028",
+                busybox.display()
+            )
+        );
+        assert!(!dir.join(MANIFEST).exists());
+    }
+
+    #[test]
+    fn an_old_kit_without_its_common_tree_is_not_adopted() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = old_kit(d.path(), Path::new("/old"));
+        fs::remove_dir_all(dir.join("root/usr/src/linux-headers-common")).unwrap();
+        let CacheState::Unverified(kit) = inspect(d.path(), "p") else {
+            panic!()
+        };
+        let e = adopt(&kit).unwrap_err();
+        assert!(e.contains("linux-headers-common/Makefile: missing"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_records_are_damage_not_absence() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = old_kit(d.path(), Path::new("/old"));
+        fs::write(dir.join("kit.json"), "{garbage").unwrap();
+        let CacheState::Damaged(what) = inspect(d.path(), "p") else {
+            panic!()
+        };
+        assert!(what.contains("kit.json: unreadable"), "{what}");
+        fs::write(profile_dir(d.path(), "p").join("current.json"), "").unwrap();
+        let CacheState::Damaged(what) = inspect(d.path(), "p") else {
+            panic!()
+        };
+        assert!(what.contains("current.json: unreadable"), "{what}");
+    }
+
     #[test]
     fn truncated_images_are_caught_by_their_headers() {
         let d = tempfile::tempdir().unwrap();
