@@ -119,7 +119,7 @@ impl Apt {
                     lists.display(),
                     first_error(&output)
                 ));
-                self.wipe_lists()?;
+                self.wipe_lists();
                 self.update_once()
             }
             other => other,
@@ -138,21 +138,21 @@ impl Apt {
         self.run(c, None).map(|_| ())
     }
 
-    /// Whether apt's complaint is about our own files rather than the network.
+    /// Whether apt's complaint is about our own files rather than the
+    /// network (or another apt holding the lists' lock, which waiting fixes).
     fn lists_are_damaged(&self, output: &str) -> bool {
         let lists = self.root.join("lists");
-        output.contains(&*lists.to_string_lossy())
-            || output.contains("could not be parsed or opened")
-            || output.contains("Problem with MergeList")
+        let busy = output.contains("Could not get lock") || output.contains("Unable to lock");
+        !busy
+            && (output.contains(&*lists.to_string_lossy())
+                || output.contains("could not be parsed or opened")
+                || output.contains("Problem with MergeList"))
     }
 
     /// Removes every downloaded list and apt's binary caches (not the lock
-    /// files apt may hold).
-    fn wipe_lists(&self) -> Result<(), AptError> {
-        let fail = |path: &Path, source| AptError::Spawn {
-            program: format!("rm {}", path.display()),
-            source,
-        };
+    /// files apt may hold). What cannot be removed is left for apt's own
+    /// error on the retry to name.
+    fn wipe_lists(&self) {
         for dir in [self.root.join("lists"), self.root.join("lists/partial")] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
@@ -160,7 +160,7 @@ impl Apt {
             for e in entries.flatten() {
                 let path = e.path();
                 if e.file_name() != "lock" && path.is_file() {
-                    std::fs::remove_file(&path).map_err(|s| fail(&path, s))?;
+                    let _ = std::fs::remove_file(&path);
                 }
             }
         }
@@ -168,11 +168,10 @@ impl Apt {
             for e in entries.flatten() {
                 let path = e.path();
                 if path.extension().is_some_and(|x| x == "bin") {
-                    std::fs::remove_file(&path).map_err(|s| fail(&path, s))?;
+                    let _ = std::fs::remove_file(&path);
                 }
             }
         }
-        Ok(())
     }
 
     /// The candidate version of `package`.
@@ -318,6 +317,9 @@ mod tests {
             "E: The package lists or status file could not be parsed or opened."
         ));
         assert!(!apt.lists_are_damaged(
+            "E: Could not get lock /c/apt/lists/lock. It is held by process 7 (apt-get)"
+        ));
+        assert!(!apt.lists_are_damaged(
             "W: Failed to fetch http://x/InRelease  Could not connect to 127.0.0.1:9\nE: Some index files failed to download."
         ));
     }
@@ -336,7 +338,7 @@ mod tests {
         ] {
             std::fs::write(d.path().join(f), "garbage").unwrap();
         }
-        apt.wipe_lists().unwrap();
+        apt.wipe_lists();
         assert!(d.path().join("lists/lock").exists());
         assert!(!d.path().join("lists/x_Packages.lz4").exists());
         assert!(!d.path().join("lists/partial/y").exists());
