@@ -22,6 +22,27 @@ pub enum AptError {
     NotFound(String),
 }
 
+impl AptError {
+    /// The gist in one line: apt's first errors, without its progress output.
+    pub fn summary(&self) -> String {
+        match self {
+            AptError::Failed { output, .. } => {
+                let errors: Vec<&str> = output
+                    .lines()
+                    .filter(|l| l.starts_with("E: "))
+                    .map(|l| l.trim_start_matches("E: ").trim())
+                    .collect();
+                match errors.as_slice() {
+                    [] => first_error(output).to_string(),
+                    [one] => one.to_string(),
+                    [first, rest @ ..] => format!("{first}; and {} more errors", rest.len()),
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// One package as `apt-cache show` describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackageInfo {
@@ -84,7 +105,28 @@ impl Apt {
     }
 
     /// Refreshes the private package lists from the host's sources.
-    pub fn update(&self) -> Result<(), AptError> {
+    ///
+    /// Lists that apt cannot read (a garbled cache, an interrupted write)
+    /// make every later update fail too; they are only a copy of the
+    /// mirror's, so they are wiped and fetched whole once, with a line to
+    /// `notice` saying so.
+    pub fn update(&self, notice: &mut dyn FnMut(&str)) -> Result<(), AptError> {
+        match self.update_once() {
+            Err(AptError::Failed { output, .. }) if self.lists_are_damaged(&output) => {
+                let lists = self.root.join("lists");
+                notice(&format!(
+                    "the private package lists in {} are unreadable ({}); rebuilding them",
+                    lists.display(),
+                    first_error(&output)
+                ));
+                self.wipe_lists();
+                self.update_once()
+            }
+            other => other,
+        }
+    }
+
+    fn update_once(&self) -> Result<(), AptError> {
         for d in ["lists/partial", "cache/archives/partial"] {
             std::fs::create_dir_all(self.root.join(d)).map_err(|source| AptError::Spawn {
                 program: format!("mkdir {}", self.root.join(d).display()),
@@ -94,6 +136,42 @@ impl Apt {
         let mut c = self.command("apt-get");
         c.arg("-q").arg("update");
         self.run(c, None).map(|_| ())
+    }
+
+    /// Whether apt's complaint is about our own files rather than the
+    /// network (or another apt holding the lists' lock, which waiting fixes).
+    fn lists_are_damaged(&self, output: &str) -> bool {
+        let lists = self.root.join("lists");
+        let busy = output.contains("Could not get lock") || output.contains("Unable to lock");
+        !busy
+            && (output.contains(&*lists.to_string_lossy())
+                || output.contains("could not be parsed or opened")
+                || output.contains("Problem with MergeList"))
+    }
+
+    /// Removes every downloaded list and apt's binary caches (not the lock
+    /// files apt may hold). What cannot be removed is left for apt's own
+    /// error on the retry to name.
+    fn wipe_lists(&self) {
+        for dir in [self.root.join("lists"), self.root.join("lists/partial")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                if e.file_name() != "lock" && path.is_file() {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.root.join("cache")) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "bin") {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
     }
 
     /// The candidate version of `package`.
@@ -132,6 +210,16 @@ impl Apt {
         debs.sort();
         Ok(debs)
     }
+}
+
+/// The first `E:` line of apt's output, for a one-line message.
+fn first_error(output: &str) -> &str {
+    output
+        .lines()
+        .find(|l| l.starts_with("E: "))
+        .or_else(|| output.lines().find(|l| !l.trim().is_empty()))
+        .unwrap_or("no output")
+        .trim()
 }
 
 /// Parses the first stanza of `apt-cache show`.
@@ -196,6 +284,65 @@ mod tests {
             ]
         );
         assert_eq!(p.size, 1592924);
+    }
+
+    #[test]
+    fn first_error_prefers_apt_errors() {
+        let out = "Get:1 http://x InRelease\nReading package lists...\nE: LZ4F: /c/apt/lists/x_Packages.lz4 Read error\nE: The package lists or status file could not be parsed or opened.\n";
+        assert_eq!(
+            first_error(out),
+            "E: LZ4F: /c/apt/lists/x_Packages.lz4 Read error"
+        );
+        assert_eq!(first_error(""), "no output");
+    }
+
+    #[test]
+    fn summary_keeps_only_apt_errors() {
+        let e = AptError::Failed {
+            command: "apt-get download x".into(),
+            output: "Ign:1 http://x\nErr:1 http://x\nE: Failed to fetch a  refused\nE: Failed to fetch b  refused\n".into(),
+        };
+        assert_eq!(e.summary(), "Failed to fetch a  refused; and 1 more errors");
+        assert_eq!(
+            AptError::NotFound("p".into()).summary(),
+            AptError::NotFound("p".into()).to_string()
+        );
+    }
+
+    #[test]
+    fn damaged_lists_are_told_from_network_failures() {
+        let apt = Apt::new(Path::new("/c/apt"));
+        assert!(apt.lists_are_damaged("E: LZ4F: /c/apt/lists/x_Packages.lz4 Read error"));
+        assert!(apt.lists_are_damaged(
+            "E: The package lists or status file could not be parsed or opened."
+        ));
+        assert!(!apt.lists_are_damaged(
+            "E: Could not get lock /c/apt/lists/lock. It is held by process 7 (apt-get)"
+        ));
+        assert!(!apt.lists_are_damaged(
+            "W: Failed to fetch http://x/InRelease  Could not connect to 127.0.0.1:9\nE: Some index files failed to download."
+        ));
+    }
+
+    #[test]
+    fn wiping_keeps_the_lock_and_removes_the_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let apt = Apt::new(d.path());
+        std::fs::create_dir_all(d.path().join("lists/partial")).unwrap();
+        std::fs::create_dir_all(d.path().join("cache")).unwrap();
+        for f in [
+            "lists/lock",
+            "lists/x_Packages.lz4",
+            "lists/partial/y",
+            "cache/pkgcache.bin",
+        ] {
+            std::fs::write(d.path().join(f), "garbage").unwrap();
+        }
+        apt.wipe_lists();
+        assert!(d.path().join("lists/lock").exists());
+        assert!(!d.path().join("lists/x_Packages.lz4").exists());
+        assert!(!d.path().join("lists/partial/y").exists());
+        assert!(!d.path().join("cache/pkgcache.bin").exists());
     }
 
     #[test]

@@ -166,11 +166,7 @@ pub fn run(cli: Cli) -> Result<bool> {
                 kit.profile,
                 kit.release,
                 kit.version,
-                kit.vmlinuz
-                    .ancestors()
-                    .nth(3)
-                    .unwrap_or(&kit.vmlinuz)
-                    .display()
+                kit.dir.display()
             ))?;
             Ok(true)
         }
@@ -266,28 +262,42 @@ fn say(msg: &str) {
 
 fn fetch_kit(args: &KitArgs, profile: &KernelProfile) -> Result<Kit> {
     let cache = paths::cache_dir(args.cache.clone());
-    if !args.refresh {
-        if let Some(kit) = kernel::cached(&cache, profile) {
-            return Ok(kit);
+    let mut progress = KitProgress { spinner: None };
+    let kit = kernel::ensure(&cache, profile, args.refresh, &mut progress);
+    if let Some(sp) = progress.spinner {
+        sp.finish_and_clear();
+    }
+    kit.with_context(|| format!("cannot get the guest kernel `{}`", profile.name))
+}
+
+/// Shows the kit's steps on a spinner (started only when there is work)
+/// and its notices as lines that stay.
+struct KitProgress {
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl kernel::Progress for KitProgress {
+    fn step(&mut self, message: &str) {
+        let sp = self.spinner.get_or_insert_with(spinner);
+        if sp.is_hidden() {
+            say(message);
+        }
+        sp.set_message(message.to_string());
+    }
+
+    fn notice(&mut self, message: &str) {
+        match &self.spinner {
+            Some(sp) => sp.suspend(|| say(message)),
+            None => say(message),
         }
     }
-    say(&format!(
-        "fetching kernel profile {} into {}",
-        profile.name,
-        cache.display()
-    ));
-    let sp = spinner();
-    let mut progress = |m: &str| {
-        if sp.is_hidden() {
-            say(m);
-        }
-        sp.set_message(m.to_string());
-    };
-    let kit = kernel::ensure(&cache, profile, args.refresh, &mut progress);
-    sp.finish_and_clear();
-    let kit = kit.with_context(|| format!("cannot get the guest kernel `{}`", profile.name))?;
-    say(&format!("kernel {} ({}) cached", kit.release, kit.version));
-    Ok(kit)
+}
+
+/// `println!` that ends quietly on a closed stdout (see [`print_line`]).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        print_line(&format!($($t)*))?;
+    }};
 }
 
 fn doctor(args: &KitArgs) -> Result<bool> {
@@ -296,30 +306,44 @@ fn doctor(args: &KitArgs) -> Result<bool> {
     let mut ok = true;
     for t in &tools {
         match prereq::find(&t.program) {
-            Some(p) => println!("ok       {:<20} {}", t.program, p.display()),
+            Some(p) => out!("ok       {:<20} {}", t.program, p.display()),
             None => {
                 ok = false;
-                println!(
+                out!(
                     "MISSING  {:<20} {}: install with `sudo apt-get install {}`",
-                    t.program, t.why, t.package
+                    t.program,
+                    t.why,
+                    t.package
                 );
             }
         }
     }
     match accel::kvm_device_problem() {
-        None => println!(
+        None => out!(
             "ok       {:<20} openable; `--accel auto` probes it before use",
             "/dev/kvm"
         ),
-        Some(p) => println!(
+        Some(p) => out!(
             "note     {:<20} {p}: guests run under TCG (slower, works)",
             "/dev/kvm"
         ),
     }
     let cache = paths::cache_dir(args.cache.clone());
-    match kernel::cached(&cache, &profile) {
-        Some(kit) => println!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, cache.display()),
-        None => println!(
+    let mut kit_damaged = false;
+    match kernel::inspect(&cache, &profile) {
+        kernel::CacheState::Ready(kit) => out!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, kit.dir.display()),
+        kernel::CacheState::Unverified(kit) => out!(
+            "ok       {:<20} {} ({}) in {} (made by an older modvm; checked and given a manifest on the next `modvm test` or `modvm fetch`)",
+            "kernel", kit.release, kit.version, kit.dir.display()
+        ),
+        kernel::CacheState::Damaged(damage) => {
+            out!(
+                "DAMAGED  {:<20} {damage}; `modvm fetch` fetches it again",
+                "kernel"
+            );
+            kit_damaged = true;
+        }
+        kernel::CacheState::Missing => out!(
             "note     {:<20} `{}` not cached yet in {}; `modvm fetch` or the first `modvm test` downloads it",
             "kernel",
             profile.name,
@@ -328,9 +352,12 @@ fn doctor(args: &KitArgs) -> Result<bool> {
     }
     if !ok {
         if prereq::can_self_install() {
-            println!("(running as root on Debian: `modvm test` installs missing tools itself)");
+            out!("(running as root on Debian: `modvm test` installs missing tools itself)");
         }
         bail!("some host prerequisites are missing (see above)");
+    }
+    if kit_damaged {
+        bail!("the cached kernel kit is damaged (see above)");
     }
     Ok(true)
 }

@@ -35,7 +35,7 @@ pub enum BootError {
 
 fn explain_exit(stderr: &str) -> String {
     if stderr.is_empty() {
-        "no error from QEMU: the guest reset or powered off before its shell started (see kernel.log)".into()
+        "no error from QEMU: the guest reset or powered off before its shell started (see kernel.log; if the kernel printed nothing there, its image is likely damaged: `modvm fetch --refresh` fetches it again)".into()
     } else {
         stderr.to_string()
     }

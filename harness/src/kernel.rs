@@ -5,7 +5,9 @@
 //! ```text
 //! kernels/<profile>.lock          flock(2) held while fetching
 //! kernels/<profile>/current.json  names the kit in use (written last, atomically)
-//! kernels/<profile>/<kit>/        one extracted kit, renamed into place whole
+//! kernels/<profile>/<kit>/        one extracted kit, renamed into place whole:
+//!     kit.json, manifest.json     its record and shape (see kit_record, kit_manifest)
+//!     root/                       the packages' files
 //! apt/                            private apt lists
 //! ```
 //! A kit directory appears only by `rename(2)` of a fully extracted staging
@@ -13,27 +15,16 @@
 //! fetch leaves at most a `.staging-*` directory that nothing trusts (and the
 //! next fetch removes). Concurrent runs serialise on the lock; a run that
 //! waited re-reads `current.json` and finds the kit the other one made.
+//! Every use checks the kit against its manifest; a damaged kit is named in
+//! one line and fetched again.
 
 use crate::apt::{self, Apt, AptError, PackageInfo};
+use crate::kit_record::{self, Current, Record};
+pub use crate::kit_record::{CacheState, Kit};
 use crate::lock::Lock;
 use crate::profile::KernelProfile;
-use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// A ready-to-use kit (paths absolute).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Kit {
-    pub profile: String,
-    /// `uname -r` of the kernel, e.g. `6.1.0-56-cloud-amd64`.
-    pub release: String,
-    /// Debian version of the image package, e.g. `6.1.192-2`.
-    pub version: String,
-    pub vmlinuz: PathBuf,
-    /// Headers tree to pass as `make -C`.
-    pub headers: PathBuf,
-    pub busybox: PathBuf,
-}
 
 /// Why a kit could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +44,12 @@ pub enum KitError {
         cache: PathBuf,
         reason: String,
     },
+    #[error("the cached kit of kernel profile `{profile}` is damaged ({damage}) and fetching it again failed ({reason}); run `modvm fetch --refresh` once the host's apt sources are reachable")]
+    Damaged {
+        profile: String,
+        damage: String,
+        reason: String,
+    },
     #[error("the packages of `{profile}` do not contain {what}; check the recipe's package names")]
     Incomplete { profile: String, what: String },
 }
@@ -64,14 +61,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KitError + '_ {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Current {
-    kit: String,
-}
-
 /// Progress callbacks for long steps (download, extraction).
 pub trait Progress {
+    /// A passing step (may be shown on a spinner and replaced).
     fn step(&mut self, message: &str);
+    /// A line the user must see (damage found, something rebuilt).
+    fn notice(&mut self, message: &str) {
+        self.step(message)
+    }
 }
 
 impl<F: FnMut(&str)> Progress for F {
@@ -80,17 +77,22 @@ impl<F: FnMut(&str)> Progress for F {
     }
 }
 
-/// The kit already in the cache, if any (no network, no lock).
-pub fn cached(cache: &Path, profile: &KernelProfile) -> Option<Kit> {
-    let dir = cache.join("kernels").join(&profile.name);
-    let current: Current =
-        serde_json::from_slice(&fs::read(dir.join("current.json")).ok()?).ok()?;
-    let kit: Kit =
-        serde_json::from_slice(&fs::read(dir.join(&current.kit).join("kit.json")).ok()?).ok()?;
-    (kit.vmlinuz.is_file() && kit.busybox.is_file() && kit.headers.is_dir()).then_some(kit)
+/// What the cache holds for `profile`, checked against the kit's manifest
+/// (no network, no lock, no writes).
+pub fn inspect(cache: &Path, profile: &KernelProfile) -> CacheState {
+    kit_record::inspect(cache, &profile.name)
 }
 
-/// Returns the cached kit, fetching it first when missing or when `refresh`.
+/// The kit already in the cache, if it is usable (no network, no lock).
+pub fn cached(cache: &Path, profile: &KernelProfile) -> Option<Kit> {
+    match inspect(cache, profile) {
+        CacheState::Ready(kit) | CacheState::Unverified(kit) => Some(kit),
+        CacheState::Missing | CacheState::Damaged(_) => None,
+    }
+}
+
+/// Returns the cached kit, fetching it first when missing, damaged or when
+/// `refresh`.
 pub fn ensure(
     cache: &Path,
     profile: &KernelProfile,
@@ -98,7 +100,7 @@ pub fn ensure(
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
     if !refresh {
-        if let Some(kit) = cached(cache, profile) {
+        if let CacheState::Ready(kit) = inspect(cache, profile) {
             return Ok(kit);
         }
     }
@@ -109,29 +111,58 @@ pub fn ensure(
         progress.step("waiting for another modvm run to finish fetching this kernel")
     })
     .map_err(io_err(&lock_path))?;
-    if !refresh {
-        if let Some(kit) = cached(cache, profile) {
-            return Ok(kit);
+    let mut damage = None;
+    match inspect(cache, profile) {
+        CacheState::Ready(kit) if !refresh => return Ok(kit),
+        CacheState::Unverified(kit) if !refresh => {
+            progress.step("recording a manifest of the cached kit (made by an older modvm)");
+            match kit_record::adopt(&kit) {
+                Ok(()) => return Ok(kit),
+                Err(d) => damage = Some(d),
+            }
         }
+        CacheState::Damaged(d) => damage = Some(d),
+        _ => {}
     }
-    fetch(cache, profile, progress).map_err(|e| match (e, cached(cache, profile)) {
-        (KitError::Apt(a), None) => KitError::Unavailable {
+    if let Some(d) = &damage {
+        progress.notice(&format!(
+            "the cached kernel kit is damaged: {d}; fetching it again"
+        ));
+    } else {
+        progress.notice(&format!(
+            "fetching kernel profile {} into {}",
+            profile.name,
+            cache.display()
+        ));
+    }
+    let kit = fetch(cache, profile, damage.is_some(), progress).map_err(|e| match (e, damage) {
+        (KitError::Apt(a), Some(damage)) => KitError::Damaged {
+            profile: profile.name.clone(),
+            damage,
+            reason: a.summary(),
+        },
+        (KitError::Apt(a), None) if cached(cache, profile).is_none() => KitError::Unavailable {
             profile: profile.name.clone(),
             cache: cache.to_path_buf(),
             reason: a.to_string(),
         },
         (e, _) => e,
-    })
+    })?;
+    progress.notice(&format!("kernel {} ({}) cached", kit.release, kit.version));
+    Ok(kit)
 }
 
+/// Downloads and installs the newest kit; `replaces_damaged` lets it remove
+/// the kit it supersedes.
 fn fetch(
     cache: &Path,
     profile: &KernelProfile,
+    replaces_damaged: bool,
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
     let apt = Apt::new(&cache.join("apt"));
     progress.step("updating private package lists from the host's apt sources");
-    apt.update()?;
+    apt.update(&mut |m: &str| progress.notice(m))?;
     let image = follow_meta(&apt, &profile.image_package, "linux-image-")?;
     let headers = follow_meta(&apt, &profile.headers_package, "linux-headers-")?;
     let mut packages = vec![image.clone(), headers.clone()];
@@ -142,7 +173,7 @@ fn fetch(
     }
     packages.push(apt.show("busybox-static")?);
 
-    let dir = cache.join("kernels").join(&profile.name);
+    let dir = kit_record::profile_dir(cache, &profile.name);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     remove_stale_staging(&dir);
     let staging = tempfile::Builder::new()
@@ -181,59 +212,51 @@ fn fetch(
         .unwrap_or(&image.name)
         .trim_end_matches("-unsigned")
         .to_string();
-    let staged_headers = root
-        .join("usr/src")
-        .join(format!("linux-headers-{release}"));
-    let incomplete = |what: String| KitError::Incomplete {
+    let record = Record::new(&profile.name, &release, &image.version, &final_dir);
+    let files = record.files.clone().expect("new records name their files");
+    let incomplete = |what: &str| KitError::Incomplete {
         profile: profile.name.clone(),
-        what,
+        what: what.trim_start_matches("root/").to_string(),
     };
-    if !staged_headers.join("Makefile").is_file() {
-        return Err(incomplete(format!(
-            "usr/src/linux-headers-{release}/Makefile"
-        )));
+    let staged = |rel: &str| staging.path().join(rel);
+    let makefile_rel = format!("{}/Makefile", files.headers);
+    for rel in [&makefile_rel, &files.vmlinuz, &files.busybox] {
+        if !staged(rel).is_file() {
+            return Err(incomplete(rel));
+        }
     }
-    let vmlinuz_rel = Path::new("boot").join(format!("vmlinuz-{release}"));
-    if !root.join(&vmlinuz_rel).is_file() {
-        return Err(incomplete(vmlinuz_rel.display().to_string()));
-    }
-    if !root.join("bin/busybox").is_file() {
-        return Err(incomplete("bin/busybox".into()));
-    }
-    // Rewrite absolute references after the move, against the final path.
-    let final_root = final_dir.join("root");
-    let kit = Kit {
-        profile: profile.name.clone(),
-        release: release.clone(),
-        version: image.version.clone(),
-        vmlinuz: final_root.join(&vmlinuz_rel),
-        headers: final_root
-            .join("usr/src")
-            .join(format!("linux-headers-{release}")),
-        busybox: final_root.join("bin/busybox"),
-    };
-    relocate_makefile(&staged_headers.join("Makefile"), &final_root)?;
-    let kit_json = staging.path().join("kit.json");
+    let makefile = staged(&makefile_rel);
+    let text = fs::read_to_string(&makefile).map_err(io_err(&makefile))?;
+    let depth = Path::new(&files.headers).iter().count() - 1;
     fs::write(
-        &kit_json,
-        serde_json::to_vec_pretty(&kit).expect("kit serialises"),
+        &makefile,
+        kit_record::relative_includes(&text, depth, &kit_name),
     )
-    .map_err(io_err(&kit_json))?;
+    .map_err(io_err(&makefile))?;
+    progress.step("recording the kit's manifest");
+    kit_record::install(staging.path(), &record).map_err(io_err(staging.path()))?;
 
+    let previous = fs::read(dir.join("current.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Current>(&b).ok())
+        .map(|c| dir.join(c.kit))
+        .filter(|p| replaces_damaged && *p != final_dir);
     if final_dir.exists() {
-        // A refresh that resolved to the kit we already have.
+        // A refresh or repair that resolved to the kit we already have.
         fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
     }
-    let staged = staging.keep();
-    fs::rename(&staged, &final_dir).map_err(io_err(&final_dir))?;
-    let current_tmp = dir.join(".current.json.tmp");
-    fs::write(
-        &current_tmp,
-        serde_json::to_vec(&Current { kit: kit_name }).expect("serialises"),
+    let staged_dir = staging.keep();
+    fs::rename(&staged_dir, &final_dir).map_err(io_err(&final_dir))?;
+    kit_record::write_atomic(
+        &dir.join("current.json"),
+        &serde_json::to_vec(&Current { kit: kit_name }).expect("serialises"),
     )
-    .map_err(io_err(&current_tmp))?;
-    fs::rename(&current_tmp, dir.join("current.json")).map_err(io_err(&dir))?;
-    Ok(kit)
+    .map_err(io_err(&dir))?;
+    if let Some(old) = previous {
+        // A damaged kit that the new one replaces is of no use to anyone.
+        let _ = fs::remove_dir_all(old);
+    }
+    Ok(record.kit(&final_dir))
 }
 
 /// Follows a meta-package (e.g. `linux-image-cloud-amd64`) to the versioned
@@ -258,26 +281,6 @@ fn flavoured_target(info: &PackageInfo, prefix: &str) -> Option<String> {
         .iter()
         .find(|d| d.starts_with(prefix) && d.ends_with(&flavour) && **d != info.name)
         .cloned()
-}
-
-/// Debian's headers `Makefile` includes the `-common` tree by absolute path;
-/// point it into the kit instead.
-fn relocate_makefile(makefile: &Path, final_root: &Path) -> Result<(), KitError> {
-    let text = fs::read_to_string(makefile).map_err(io_err(makefile))?;
-    let fixed = relocate_includes(&text, final_root);
-    fs::write(makefile, fixed).map_err(io_err(makefile))
-}
-
-/// Rewrites `include /usr/...` lines to `include <root>/usr/...`.
-pub fn relocate_includes(text: &str, root: &Path) -> String {
-    text.lines()
-        .map(|l| match l.strip_prefix("include /") {
-            Some(rest) => format!("include {}", root.join(rest).display()),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
 }
 
 fn remove_stale_staging(dir: &Path) {
@@ -332,16 +335,6 @@ mod tests {
         assert_eq!(flavoured_target(&hdr, "linux-headers-"), None);
         let img = info("linux-image-6.1.0-56-cloud-amd64", &["kmod", "linux-base"]);
         assert_eq!(flavoured_target(&img, "linux-image-"), None);
-    }
-
-    #[test]
-    fn makefile_include_is_relocated() {
-        let t = "include /usr/src/linux-headers-6.1.0-56-common/Makefile\n";
-        let out = relocate_includes(t, Path::new("/cache/kit/root"));
-        assert_eq!(
-            out,
-            "include /cache/kit/root/usr/src/linux-headers-6.1.0-56-common/Makefile\n"
-        );
     }
 
     #[test]

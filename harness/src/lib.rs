@@ -17,6 +17,8 @@ pub mod guest;
 pub mod initramfs;
 pub mod kbuild;
 pub mod kernel;
+pub mod kit_manifest;
+pub mod kit_record;
 pub mod klog;
 pub mod lock;
 pub mod logsink;

@@ -38,18 +38,20 @@ fn closed_pipe() -> OwnedFd {
 }
 
 #[test]
-fn list_into_a_closed_pipe_ends_cleanly() {
-    let out = Command::new(env!("CARGO_BIN_EXE_modvm"))
-        .args(["list", "module", "module"])
-        .current_dir(repo())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(closed_pipe()))
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+fn list_and_doctor_into_a_closed_pipe_end_cleanly() {
+    for args in [&["list", "module", "module"][..], &["doctor"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_modvm"))
+            .args(args)
+            .current_dir(repo())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(closed_pipe()))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -1,0 +1,347 @@
+//! What a kit looked like when it was installed, so that a damaged cache is
+//! found and named before a guest boots (a truncated busybox otherwise shows
+//! up as a kernel crash "of the module", a deleted headers tree as a raw make
+//! error).
+//!
+//! The manifest lists every file and symlink under the kit with its size;
+//! the files a guest cannot do without (the kernel image, busybox and the
+//! flavour's headers directory, about 18 MiB) also carry a content hash.
+//! Checking sizes of all ~13,500 entries and hashing those few files costs a
+//! few tens of milliseconds, cheap enough for every run; hashing the whole
+//! ~190 MiB tree would not be. Paths are relative to the kit directory, so
+//! a cache restored at another path checks the same.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+/// File name of the manifest inside a kit directory.
+pub const MANIFEST: &str = "manifest.json";
+
+/// The recorded shape of a kit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub entries: Vec<Entry>,
+}
+
+/// One file or symlink, path relative to the kit directory (`/`-separated).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub path: String,
+    /// Bytes of a file, or of a symlink's target text.
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
+    /// [`hash_file`] of the content, for the files listed at recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+/// What differs from the manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    Missing,
+    Size { expected: u64, found: u64 },
+    Content { expected: String, found: String },
+    Kind { expected: &'static str },
+}
+
+/// One damaged entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damage {
+    pub path: String,
+    pub problem: Problem,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.problem {
+            Problem::Missing => write!(f, "{} is missing", self.path),
+            Problem::Size { expected, found } => {
+                write!(f, "{} has {found} bytes, expected {expected}", self.path)
+            }
+            Problem::Content { expected, found } => write!(
+                f,
+                "{} has changed (content hash {found}, expected {expected})",
+                self.path
+            ),
+            Problem::Kind { expected } => {
+                write!(f, "{} is no longer a {expected}", self.path)
+            }
+        }
+    }
+}
+
+/// Everything found damaged: the first entry in full plus how many more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub first: Damage,
+    pub more: usize,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.first)?;
+        if self.more > 0 {
+            write!(
+                f,
+                " (and {} more damaged file{})",
+                self.more,
+                if self.more == 1 { "" } else { "s" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Records every entry under `dir/under`; files whose relative path equals
+/// or lies below one of `hashed` also get a content hash.
+pub fn record(dir: &Path, under: &str, hashed: &[&str]) -> std::io::Result<Manifest> {
+    let mut entries = Vec::new();
+    walk(dir, under, &mut entries)?;
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    for e in entries.iter_mut().filter(|e| !e.link) {
+        if hashed
+            .iter()
+            .any(|h| e.path == *h || e.path.starts_with(&format!("{h}/")))
+        {
+            e.hash = Some(hash_file(&dir.join(&e.path))?);
+        }
+    }
+    Ok(Manifest { entries })
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir.join(rel))? {
+        let entry = entry?;
+        // Debian's file names are UTF-8; anything else is left unrecorded
+        // rather than recorded under a name that would not match later.
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let path = format!("{rel}/{name}");
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(dir, &path, out)?;
+        } else if kind.is_symlink() || kind.is_file() {
+            out.push(Entry {
+                size: entry.metadata()?.len(),
+                link: kind.is_symlink(),
+                path,
+                hash: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Compares `dir` with the manifest; `None` when it matches.
+pub fn check(dir: &Path, manifest: &Manifest) -> Option<Report> {
+    let mut damage = manifest
+        .entries
+        .iter()
+        .filter_map(|e| check_entry(dir, e).map(|problem| (e, problem)));
+    let (entry, problem) = damage.next()?;
+    Some(Report {
+        first: Damage {
+            path: entry.path.clone(),
+            problem,
+        },
+        more: damage.count(),
+    })
+}
+
+fn check_entry(dir: &Path, e: &Entry) -> Option<Problem> {
+    let path = dir.join(&e.path);
+    let Ok(meta) = fs::symlink_metadata(&path) else {
+        return Some(Problem::Missing);
+    };
+    let kind = meta.file_type();
+    if e.link && !kind.is_symlink() {
+        return Some(Problem::Kind {
+            expected: "symlink",
+        });
+    }
+    if !e.link && !kind.is_file() {
+        return Some(Problem::Kind {
+            expected: "regular file",
+        });
+    }
+    if meta.len() != e.size {
+        return Some(Problem::Size {
+            expected: e.size,
+            found: meta.len(),
+        });
+    }
+    let expected = e.hash.as_ref()?;
+    match hash_file(&path) {
+        Ok(found) if found == *expected => None,
+        Ok(found) => Some(Problem::Content {
+            expected: expected.clone(),
+            found,
+        }),
+        Err(_) => Some(Problem::Missing),
+    }
+}
+
+/// A 64-bit content hash, as 16 hex digits.
+///
+/// Not cryptographic: it tells a damaged file from its installed self, and
+/// is defined here (not borrowed from `std`, whose hasher may change between
+/// Rust releases) so that a manifest stays valid across modvm builds.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    // The hashed files are at most a few MiB: read each whole.
+    let mut state = Hash64::new();
+    state.update(&fs::read(path)?);
+    Ok(format!("{:016x}", state.finish()))
+}
+
+/// Word-at-a-time multiply–rotate hash, fed once.
+struct Hash64 {
+    h: u64,
+    len: u64,
+}
+
+impl Hash64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn new() -> Hash64 {
+        Hash64 {
+            h: 0xcbf2_9ce4_8422_2325,
+            len: 0,
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            self.h = (self.h ^ w).wrapping_mul(Self::K).rotate_left(31);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.h = (self.h ^ u64::from_le_bytes(last))
+                .wrapping_mul(Self::K)
+                .rotate_left(31);
+        }
+        self.len += data.len() as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        let mut h = self.h ^ self.len;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kit() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("root");
+        fs::create_dir_all(r.join("bin")).unwrap();
+        fs::create_dir_all(r.join("usr/src/h")).unwrap();
+        fs::write(r.join("bin/busybox"), vec![7u8; 5000]).unwrap();
+        fs::write(r.join("usr/src/h/Makefile"), "include x\n").unwrap();
+        fs::write(r.join("usr/src/big"), vec![1u8; 100]).unwrap();
+        std::os::unix::fs::symlink("../bin", r.join("usr/link")).unwrap();
+        d
+    }
+
+    #[test]
+    fn hash_is_pinned() {
+        // A manifest written by one build must check under the next one.
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, b"").unwrap();
+        assert_eq!(hash_file(&f).unwrap(), "ecba3df2c3383c52");
+        fs::write(&f, b"modvm kit manifest").unwrap();
+        assert_eq!(hash_file(&f).unwrap(), "b0542fa634f216ba");
+        // Not a multiple of 8.
+        let big: Vec<u8> = (0..(1u32 << 20) + 13).map(|i| (i % 251) as u8).collect();
+        fs::write(&f, &big).unwrap();
+        assert_eq!(hash_file(&f).unwrap(), "d3e2cfc4699ff9e7");
+    }
+
+    #[test]
+    fn intact_kit_checks_clean() {
+        let d = kit();
+        let m = record(d.path(), "root", &["root/bin/busybox", "root/usr/src/h"]).unwrap();
+        assert_eq!(m.entries.len(), 4);
+        assert!(m
+            .entries
+            .iter()
+            .any(|e| e.link && e.path == "root/usr/link"));
+        let hashed: Vec<_> = m
+            .entries
+            .iter()
+            .filter(|e| e.hash.is_some())
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(hashed, ["root/bin/busybox", "root/usr/src/h/Makefile"]);
+        assert_eq!(check(d.path(), &m), None);
+    }
+
+    #[test]
+    fn a_moved_kit_checks_clean() {
+        let d = kit();
+        let m = record(d.path(), "root", &["root/bin/busybox"]).unwrap();
+        let moved = tempfile::tempdir().unwrap();
+        let to = moved.path().join("elsewhere");
+        fs::rename(d.path(), &to).unwrap();
+        assert_eq!(check(&to, &m), None);
+        fs::rename(&to, d.path()).unwrap();
+    }
+
+    #[test]
+    fn truncation_is_named_with_both_sizes() {
+        let d = kit();
+        let m = record(d.path(), "root", &[]).unwrap();
+        fs::write(d.path().join("root/bin/busybox"), vec![7u8; 10]).unwrap();
+        let r = check(d.path(), &m).unwrap();
+        assert_eq!(
+            r.to_string(),
+            "root/bin/busybox has 10 bytes, expected 5000"
+        );
+    }
+
+    #[test]
+    fn same_size_garbage_is_caught_by_the_hash() {
+        let d = kit();
+        let m = record(d.path(), "root", &["root/bin/busybox"]).unwrap();
+        fs::write(d.path().join("root/bin/busybox"), vec![8u8; 5000]).unwrap();
+        let r = check(d.path(), &m).unwrap();
+        assert!(matches!(r.first.problem, Problem::Content { .. }), "{r}");
+        assert!(r.to_string().starts_with("root/bin/busybox has changed"));
+    }
+
+    #[test]
+    fn a_deleted_tree_counts_every_file() {
+        let d = kit();
+        let m = record(d.path(), "root", &[]).unwrap();
+        fs::remove_dir_all(d.path().join("root/usr")).unwrap();
+        let r = check(d.path(), &m).unwrap();
+        assert_eq!(
+            r.to_string(),
+            "root/usr/link is missing (and 2 more damaged files)"
+        );
+    }
+
+    #[test]
+    fn a_symlink_replaced_by_a_file_is_damage() {
+        let d = kit();
+        let m = record(d.path(), "root", &[]).unwrap();
+        let link = d.path().join("root/usr/link");
+        fs::remove_file(&link).unwrap();
+        fs::write(&link, "../bin").unwrap();
+        let r = check(d.path(), &m).unwrap();
+        assert_eq!(r.to_string(), "root/usr/link is no longer a symlink");
+    }
+}
