@@ -26,7 +26,7 @@ if ((${#missing[@]})); then
 fi
 
 # Download the default guest kernel kit once, so parallel tests find it cached.
-cargo run -q -- fetch
+cargo run -q -- fetch --kernel debian-6.1-cloud,debian-6.12-cloud
 
 # Cache the kernel's KUnit parser, which the tests use to read our KTAP
 # output (tests themselves never download).

@@ -18,6 +18,8 @@ pub enum AptError {
     },
     #[error("`{command}` failed:\n{output}")]
     Failed { command: String, output: String },
+    #[error("the host's apt sources have no Debian suite `{base}` (main) to take the archive of `{suite}` from; check `apt-cache policy`")]
+    NoArchive { suite: String, base: String },
     #[error("package `{0}` is not in the host's apt sources (check `apt-cache policy {0}`; the kernel recipe may name a version the mirror no longer carries)")]
     NotFound(String),
 }
@@ -56,13 +58,70 @@ pub struct PackageInfo {
 /// apt with private state under `root`.
 pub struct Apt {
     root: PathBuf,
+    /// Another suite of the host's Debian archive, preferred over the
+    /// host's own suites (see [`Apt::with_suite`]).
+    suite: Option<String>,
 }
 
 impl Apt {
     pub fn new(root: &Path) -> Apt {
         Apt {
             root: root.to_path_buf(),
+            suite: None,
         }
+    }
+
+    /// apt that also sees `suite` (e.g. `bookworm-backports`) of the archive
+    /// the host's own Debian suites come from, and prefers it: packages it
+    /// lacks (busybox-static) still come from the host's suites. The extra
+    /// source lives in a private sources file under `root`; the host's apt
+    /// configuration is not touched. Keep its state apart from the plain
+    /// one (another `root`), since the lists differ.
+    pub fn with_suite(root: &Path, suite: &str) -> Result<Apt, AptError> {
+        let apt = Apt {
+            root: root.to_path_buf(),
+            suite: Some(suite.to_string()),
+        };
+        let base = suite.split('-').next().unwrap_or(suite);
+        let mut c = Command::new("apt-get");
+        c.args([
+            "indextargets",
+            "--format",
+            "$(REPO_URI) $(RELEASE) $(COMPONENT)",
+        ])
+        .env("LC_ALL", "C");
+        let listed = apt.run(c, None)?;
+        let uri = listed
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.len() == 3 && f[1] == base && f[2] == "main").then(|| f[0].to_string())
+            })
+            .next()
+            .ok_or_else(|| AptError::NoArchive {
+                suite: suite.to_string(),
+                base: base.to_string(),
+            })?;
+        let mut list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+        let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+        let signed = if keyring.is_file() {
+            format!(" [signed-by={}]", keyring.display())
+        } else {
+            String::new()
+        };
+        list.push_str(&format!("\ndeb{signed} {uri} {suite} main\n"));
+        let path = apt.sources_file();
+        std::fs::create_dir_all(&apt.root)
+            .and_then(|_| std::fs::write(&path, list))
+            .map_err(|source| AptError::Spawn {
+                program: format!("write {}", path.display()),
+                source,
+            })?;
+        Ok(apt)
+    }
+
+    fn sources_file(&self) -> PathBuf {
+        self.root.join("sources.list")
     }
 
     fn command(&self, program: &str) -> Command {
@@ -76,6 +135,15 @@ impl Apt {
             .arg("-o")
             .arg("Acquire::Languages=none")
             .env("LC_ALL", "C");
+        if let Some(suite) = &self.suite {
+            c.arg("-o")
+                .arg(format!(
+                    "Dir::Etc::SourceList={}",
+                    self.sources_file().display()
+                ))
+                .arg("-o")
+                .arg(format!("APT::Default-Release={suite}"));
+        }
         // As root, apt hands downloads to the `_apt` user, which cannot write
         // into a private cache; keep the download in our own hands.
         // SAFETY: geteuid has no preconditions.

@@ -2,9 +2,9 @@
 
 use crate::accel::{self, AccelMode};
 use crate::guest::{Guest, GuestLogs};
+use crate::kernel::profile::{self, KernelProfile};
 use crate::kernel::{self, Kit};
 use crate::outcome::{Event, Reporter, Reporters, Summary, TestResult};
-use crate::profile::{self, KernelProfile};
 use crate::qemu::{Accel, QemuConfig};
 use crate::report::human::{spinner, Human, Level};
 use crate::report::json::Json;
@@ -13,6 +13,8 @@ use crate::report::ktap::Ktap;
 use crate::report::{is_stdout, ReportError};
 use crate::runner::{self, RunConfig};
 use crate::{children, paths, plan, prereq, spec};
+
+mod matrix;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Build the module(s), boot a guest per test, run the spec's steps.
-    Test(TestArgs),
+    Test(Box<TestArgs>),
     /// List the tests `test` would run, without building or booting.
     List(ListArgs),
     /// Fetch the guest kernel kit into the cache (done by `test` when needed).
@@ -43,7 +45,8 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct KitArgs {
-    /// Kernel profile: a built-in name or the path of a recipe file.
+    /// Kernel profiles, comma-separated: built-in names, paths of recipe
+    /// files, or `all` (every built-in profile that can run here).
     #[arg(long, default_value = profile::DEFAULT_PROFILE)]
     pub kernel: String,
     /// Cache directory [default: $MODVM_CACHE, else $XDG_CACHE_HOME/modvm, else ~/.cache/modvm]
@@ -79,15 +82,15 @@ pub struct TestArgs {
     /// Where builds and per-test logs go.
     #[arg(long, default_value = "target/modvm")]
     pub out: PathBuf,
-    /// Seconds a guest may take to reach its shell (1 to 3600).
-    #[arg(long, default_value_t = 60.0, value_parser = boot_timeout_s)]
-    pub boot_timeout: f64,
+    /// Seconds a guest may take to reach its shell (1 to 3600) [default: the kernel profile's, 60 for the Debian ones]
+    #[arg(long, value_parser = boot_timeout_s)]
+    pub boot_timeout: Option<f64>,
     /// Seconds a step may take when its spec sets no `timeout_s` (above 0, at most 86400).
     #[arg(long, default_value_t = spec::DEFAULT_STEP_TIMEOUT_S, value_parser = step_timeout_s)]
     pub step_timeout: f64,
-    /// Guest memory in MiB (96 to 65536).
-    #[arg(long, default_value_t = 256, value_parser = memory_mib)]
-    pub memory: u32,
+    /// Guest memory in MiB (96 to 65536) [default: the kernel profile's, 256 for the Debian ones]
+    #[arg(long, value_parser = memory_mib)]
+    pub memory: Option<u32>,
     /// Guest CPUs for tests whose spec sets no `smp` (1 to 16).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=spec::MAX_SMP as i64))]
     pub smp: u32,
@@ -132,7 +135,7 @@ pub struct Interrupted;
 pub fn run(cli: Cli) -> Result<bool> {
     children::install_interrupt_handler();
     match cli.command {
-        Command::Test(args) => test(args),
+        Command::Test(args) => test(*args),
         Command::List(args) => {
             let specs = load_specs(&args.paths)?;
             let mut n = 0;
@@ -153,21 +156,22 @@ pub fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Fetch(args) => {
-            let profile = profile::load(&args.kernel)?;
-            // Fetching needs only apt's tools, not the compiler or QEMU.
-            let tools: Vec<_> = prereq::required(&profile.compiler)
-                .into_iter()
-                .filter(|t| ["apt-get", "dpkg-deb"].contains(&t.program.as_str()))
-                .collect();
-            prereq::ensure(&tools, &mut say)?;
-            let kit = fetch_kit(&args, &profile)?;
-            print_line(&format!(
-                "{}: {} ({}) ready in {}",
-                kit.profile,
-                kit.release,
-                kit.version,
-                kit.dir.display()
-            ))?;
+            for profile in matrix::profiles(&args.kernel, &mut say)? {
+                // Fetching needs only apt's tools, not the compiler or QEMU.
+                let tools: Vec<_> = prereq::required(&profile.compiler)
+                    .into_iter()
+                    .filter(|t| ["apt-get", "dpkg-deb"].contains(&t.program.as_str()))
+                    .collect();
+                prereq::ensure(&tools, &mut say)?;
+                let kit = fetch_kit(&args, &profile)?;
+                print_line(&format!(
+                    "{}: {} ({}) ready in {}",
+                    kit.profile,
+                    kit.release,
+                    kit.version,
+                    kit.dir.display()
+                ))?;
+            }
             Ok(true)
         }
         Command::Doctor(args) => doctor(&args),
@@ -301,8 +305,15 @@ macro_rules! out {
 }
 
 fn doctor(args: &KitArgs) -> Result<bool> {
-    let profile = profile::load(&args.kernel)?;
-    let tools = prereq::required(&profile.compiler);
+    let profiles = matrix::profiles(&args.kernel, &mut say)?;
+    let mut tools = Vec::new();
+    for p in &profiles {
+        for t in prereq::required(&p.compiler) {
+            if !tools.contains(&t) {
+                tools.push(t);
+            }
+        }
+    }
     let mut ok = true;
     for t in &tools {
         match prereq::find(&t.program) {
@@ -330,7 +341,22 @@ fn doctor(args: &KitArgs) -> Result<bool> {
     }
     let cache = paths::cache_dir(args.cache.clone());
     let mut kit_damaged = false;
-    match kernel::inspect(&cache, &profile) {
+    for profile in &profiles {
+        if !kernel::is_cached_kind(profile) {
+            match (&profile.source, kernel::host::problem()) {
+                (kernel::Source::Host, Some(why)) => {
+                    out!("MISSING  {:<20} {why}", profile.name);
+                    ok = false;
+                }
+                _ => out!(
+                    "note     {:<20} a {} kernel: checked when a run uses it",
+                    profile.name,
+                    profile.source.kind()
+                ),
+            }
+            continue;
+        }
+        match kernel::inspect(&cache, profile) {
         kernel::CacheState::Ready(kit) => out!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, kit.dir.display()),
         kernel::CacheState::Unverified(kit) => out!(
             "ok       {:<20} {} ({}) in {} (made by an older modvm; checked and given a manifest on the next `modvm test` or `modvm fetch`)",
@@ -349,6 +375,7 @@ fn doctor(args: &KitArgs) -> Result<bool> {
             profile.name,
             cache.display()
         ),
+        }
     }
     if !ok {
         if prereq::can_self_install() {
@@ -366,8 +393,8 @@ fn test(args: TestArgs) -> Result<bool> {
     let (mut reporters, outputs) = machine_reporters(&args)?;
     let started = std::time::Instant::now();
     let mut planned_names = Vec::new();
-    let summary = match prepare_and_run(&args, &mut reporters, &mut planned_names) {
-        Ok(summary) => summary,
+    let (summary, unbuilt) = match prepare_and_run(&args, &mut reporters, &mut planned_names) {
+        Ok(done) => done,
         Err(e) => {
             // The reports were asked for, so they are written, and say
             // the run failed: "no report" reads as a pass to some CI.
@@ -395,12 +422,15 @@ fn test(args: TestArgs) -> Result<bool> {
         return Err(Interrupted.into());
     }
     // Tests that modvm could not run say nothing about the module: when
-    // nothing else failed, that is an environment problem (exit 2).
-    if summary.errors > 0 && summary.failed + summary.crashed + summary.timed_out == 0 {
+    // nothing else failed, that is an environment problem (exit 2). A
+    // module that did not compile for one kernel of a matrix is the
+    // module's failure (exit 1).
+    let could_not_run = summary.errors - unbuilt;
+    if could_not_run > 0 && summary.failed + summary.crashed + summary.timed_out + unbuilt == 0 {
         bail!(
             "{} test{} could not run (see the errors above)",
-            summary.errors,
-            if summary.errors == 1 { "" } else { "s" }
+            could_not_run,
+            if could_not_run == 1 { "" } else { "s" }
         );
     }
     Ok(summary.ok())
@@ -466,6 +496,7 @@ fn report_stopped(
     let none = PathBuf::new();
     reporters.event(&Event::RunStarted {
         tests: planned.len(),
+        kernels: 0,
         kernel: "",
         accel: "",
         artifacts: &none,
@@ -512,12 +543,14 @@ fn until_interrupted<T: Send + 'static>(
 /// Everything from the specs to the last test. `planned` receives the
 /// selected tests' names as soon as they are known, for the reports of a
 /// run that stops before running them. Errors are returned only before
-/// the runner starts; after that the runner reports for itself.
+/// the runner starts; after that the runner reports for itself. Returns
+/// the summary and how many results are modules that did not build for a
+/// kernel of a matrix.
 fn prepare_and_run(
     args: &TestArgs,
     reporters: &mut Reporters,
     planned: &mut Vec<String>,
-) -> Result<Summary> {
+) -> Result<(Summary, usize)> {
     let specs = load_specs(&args.paths)?;
     let filter = args.filter.as_deref();
     *planned = specs
@@ -530,85 +563,123 @@ fn prepare_and_run(
             filter.unwrap_or_default()
         );
     }
-    let profile = profile::load(&args.kit.kernel)?;
-    let mut tools = prereq::required(&profile.compiler);
+    let profiles = matrix::profiles(&args.kit.kernel, &mut say)?;
+    matrix::check_spec_kernels(&specs, &profiles)?;
+    let mut tools = Vec::new();
+    for p in &profiles {
+        for t in prereq::required(&p.compiler) {
+            if !tools.contains(&t) {
+                tools.push(t);
+            }
+        }
+    }
     if args.qemu != Path::new("qemu-system-x86_64") {
         tools.retain(|t| t.program != "qemu-system-x86_64");
     }
     prereq::ensure(&tools, &mut say)?;
-    let kit = {
-        let (kit_args, profile) = (args.kit.clone(), profile.clone());
-        until_interrupted(move || fetch_kit(&kit_args, &profile))?
-    };
 
-    let build_root = args.out.join("build").join(&profile.name);
-    let verbose = args.verbose;
-    let planned_tests = {
-        let (specs, filter, kit, build_root) = (
-            specs.clone(),
-            args.filter.clone(),
-            kit.clone(),
-            build_root.clone(),
-        );
-        until_interrupted(move || {
-            Ok(plan::prepare(
-                &specs,
-                filter.as_deref(),
-                &kit,
-                &build_root,
-                &mut |log| {
-                    if verbose {
-                        eprint!("{log}");
-                    }
-                },
-            )?)
-        })?
-    };
-    if children::interrupted() {
-        return Err(Interrupted.into());
+    let keep_going = profiles.len() > 1;
+    let mut prepared = Vec::new();
+    for profile in &profiles {
+        let kit = {
+            let (kit_args, profile) = (args.kit.clone(), profile.clone());
+            until_interrupted(move || fetch_kit(&kit_args, &profile))?
+        };
+        let build_root = args.out.join("build").join(&profile.name);
+        let verbose = args.verbose;
+        let plan = {
+            let (specs, filter, kit, build_root) = (
+                specs.clone(),
+                args.filter.clone(),
+                kit.clone(),
+                build_root.clone(),
+            );
+            until_interrupted(move || {
+                Ok(plan::prepare(
+                    &specs,
+                    filter.as_deref(),
+                    &kit,
+                    &build_root,
+                    keep_going,
+                    &mut |log| {
+                        if verbose {
+                            eprint!("{log}");
+                        }
+                    },
+                )?)
+            })?
+        };
+        if children::interrupted() {
+            return Err(Interrupted.into());
+        }
+        prepared.push((profile.clone(), kit, plan));
     }
 
     let artifacts = new_run_dir(&args.out)?;
-    let mut extra = vec![profile.cmdline.clone(), args.append.clone()];
-    if args.panic_on_warn {
-        extra.push("panic_on_warn=1".into());
+    let mut runs = Vec::new();
+    let mut unbuilt_count = 0;
+    for (profile, kit, plan) in prepared {
+        let memory = args.memory.unwrap_or(profile.memory_mib);
+        if memory < profile.memory_min_mib {
+            bail!(
+                "--memory {memory} is too small for kernel profile `{}`: it needs at least {} MiB",
+                profile.name,
+                profile.memory_min_mib
+            );
+        }
+        let mut extra = vec![profile.cmdline.clone(), args.append.clone()];
+        if args.panic_on_warn {
+            extra.push("panic_on_warn=1".into());
+        }
+        if args.panic_on_oops {
+            extra.push("oops=panic".into());
+        }
+        let mut qemu = QemuConfig {
+            binary: args.qemu.clone(),
+            accel: Accel::Tcg,
+            kernel: kit.vmlinuz.clone(),
+            initrd: PathBuf::new(),
+            extra_cmdline: extra
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            memory_mib: memory,
+            smp: args.smp,
+            console_socket: PathBuf::new(),
+        };
+        if let Some(first) = plan.tests.first() {
+            qemu.initrd = first.initrd.clone();
+            let cache = paths::cache_dir(args.kit.cache.clone());
+            let key = accel::host_key(&args.qemu, &kit.release);
+            let probe_dir = artifacts.join("kvm-probe").join(&profile.name);
+            let decision = accel::decide(args.accel, &cache.join("accel.json"), &key, &mut || {
+                probe_kvm(&qemu, &probe_dir)
+            });
+            if let Some(n) = &decision.notice {
+                say(n);
+            }
+            qemu.accel = decision.accel;
+        }
+        let unbuilt = matrix::unbuilt_results(&plan.unbuilt, &profile, &kit);
+        unbuilt_count += unbuilt.len();
+        runs.push(runner::KernelRun {
+            config: RunConfig {
+                qemu,
+                profile: profile.name.clone(),
+                kernel_name: format!("{} ({})", profile.name, kit.release),
+                release: kit.release.clone(),
+                boot_timeout: Duration::from_secs_f64(
+                    args.boot_timeout.unwrap_or(profile.boot_timeout_s),
+                ),
+                artifacts: artifacts.join(runner::dir_name(&profile.name)),
+                echo_console: args.console,
+                step_timeout_s: args.step_timeout,
+            },
+            tests: plan.tests,
+            unbuilt,
+        });
     }
-    if args.panic_on_oops {
-        extra.push("oops=panic".into());
-    }
-    let mut qemu = QemuConfig {
-        binary: args.qemu.clone(),
-        accel: Accel::Tcg,
-        kernel: kit.vmlinuz.clone(),
-        initrd: planned_tests[0].initrd.clone(),
-        extra_cmdline: extra
-            .join(" ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
-        memory_mib: args.memory,
-        smp: args.smp,
-        console_socket: PathBuf::new(),
-    };
-    let cache = paths::cache_dir(args.kit.cache.clone());
-    let key = accel::host_key(&args.qemu, &kit.release);
-    let decision = accel::decide(args.accel, &cache.join("accel.json"), &key, &mut || {
-        probe_kvm(&qemu, &artifacts.join("kvm-probe"))
-    });
-    if let Some(n) = &decision.notice {
-        say(n);
-    }
-    qemu.accel = decision.accel;
-
-    let config = RunConfig {
-        qemu,
-        profile: profile.name.clone(),
-        kernel_name: format!("{} ({})", profile.name, kit.release),
-        boot_timeout: Duration::from_secs_f64(args.boot_timeout),
-        artifacts,
-        echo_console: args.console,
-        step_timeout_s: args.step_timeout,
-    };
     let level = if args.quiet {
         Level::Quiet
     } else if args.verbose {
@@ -622,7 +693,7 @@ fn prepare_and_run(
         Human::stdout(level)
     };
     reporters.0.insert(0, Box::new(human));
-    Ok(runner::run(&config, &planned_tests, reporters))
+    Ok((runner::run(&runs, &artifacts, reporters), unbuilt_count))
 }
 
 /// Boots one guest under KVM with a short deadline.
@@ -803,7 +874,7 @@ mod tests {
         let mut all = vec!["modvm", "test"];
         all.extend_from_slice(args);
         match Cli::try_parse_from(all)?.command {
-            Command::Test(a) => Ok(a),
+            Command::Test(a) => Ok(*a),
             other => panic!("{other:?}"),
         }
     }
@@ -856,7 +927,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (a.boot_timeout, a.step_timeout, a.memory),
-            (3600.0, 0.001, 96)
+            (Some(3600.0), 0.001, Some(96))
         );
         let a = parse_test(&[
             "--boot-timeout",
@@ -869,7 +940,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (a.boot_timeout, a.step_timeout, a.memory),
-            (1.0, 86400.0, 65536)
+            (Some(1.0), 86400.0, Some(65536))
         );
         assert!(Duration::from_secs_f64(a.step_timeout) > Duration::ZERO);
     }

@@ -135,7 +135,14 @@ fn remove_vanished(entries: &[fs::DirEntry], dst: &Path) -> Result<(), BuildErro
 }
 
 /// Builds the module in `src` against `headers`, working in `build_dir`.
-pub fn build(src: &Path, headers: &Path, build_dir: &Path) -> Result<Built, BuildError> {
+/// `kernel` is the kit's identity (release and configuration hash): a
+/// rebuilt kernel at the same headers path never reuses `.ko` files.
+pub fn build(
+    src: &Path,
+    headers: &Path,
+    kernel: &str,
+    build_dir: &Path,
+) -> Result<Built, BuildError> {
     if !src.join("Kbuild").is_file() && !src.join("Makefile").is_file() {
         return Err(BuildError::NoKbuild {
             dir: src.to_path_buf(),
@@ -146,7 +153,7 @@ pub fn build(src: &Path, headers: &Path, build_dir: &Path) -> Result<Built, Buil
     // Even a no-op kbuild run costs most of a second; skip it when neither
     // the sources nor the headers changed since the last good build.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (sources, headers).hash(&mut hasher);
+    (sources, headers, kernel).hash(&mut hasher);
     let stamp = format!("{:016x}\n", hasher.finish());
     let stamp_path = build_abs.join(STAMP);
     if fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
@@ -413,7 +420,7 @@ mod tests {
     fn a_directory_without_kbuild_is_refused() {
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
-        let e = build(src.path(), Path::new("/nonexistent"), dst.path()).unwrap_err();
+        let e = build(src.path(), Path::new("/nonexistent"), "k", dst.path()).unwrap_err();
         assert!(matches!(e, BuildError::NoKbuild { .. }));
     }
 }

@@ -129,7 +129,10 @@ impl StepResult {
 pub struct TestResult {
     /// `<suite>/<test>`.
     pub name: String,
+    /// The kernel profile's name.
     pub kernel: String,
+    /// `uname -r` of the guest kernel (empty when nothing booted).
+    pub kernel_release: String,
     pub status: Status,
     pub duration_ms: u64,
     pub boot_ms: Option<u64>,
@@ -150,12 +153,23 @@ pub struct TestResult {
 }
 
 impl TestResult {
+    /// The name for places that must tell the kernels of a matrix apart
+    /// (a terminal line, a JUnit case, a KTAP line): `suite/test [kernel]`.
+    pub fn label(&self, matrix: bool) -> String {
+        if matrix && !self.kernel.is_empty() {
+            format!("{} [{}]", self.name, self.kernel)
+        } else {
+            self.name.clone()
+        }
+    }
+
     /// A test the run never started, listed so that reports name every
     /// planned test instead of silently leaving it out.
     pub fn not_run(name: String, kernel: String, artifacts: PathBuf, why: &str) -> TestResult {
         TestResult {
             name,
             kernel,
+            kernel_release: String::new(),
             status: Status::NotRun,
             duration_ms: 0,
             boot_ms: None,
@@ -237,6 +251,8 @@ mod tests {
 pub enum Event<'a> {
     RunStarted {
         tests: usize,
+        /// How many kernels the run tests on (a matrix when more than one).
+        kernels: usize,
         kernel: &'a str,
         accel: &'a str,
         artifacts: &'a std::path::Path,

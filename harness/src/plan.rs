@@ -67,15 +67,35 @@ pub fn build_key(dir: &Path) -> String {
     format!("{readable}-{hash:016x}")
 }
 
+/// The tests ready to run on one kernel, and those whose module did not
+/// build for it.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub tests: Vec<PlannedTest>,
+    pub unbuilt: Vec<Unbuilt>,
+}
+
+/// The selected tests of a module directory that did not build.
+#[derive(Debug)]
+pub struct Unbuilt {
+    pub names: Vec<String>,
+    pub error: PlanError,
+}
+
 /// Builds what the selected tests need and returns them in spec order.
+/// With `keep_going` (a kernel matrix), a module that does not compile for
+/// this kernel is listed in [`Plan::unbuilt`] and the other directories are
+/// still built; without it the first build error ends the plan.
 pub fn prepare(
     specs: &[LoadedSpec],
     filter: Option<&str>,
     kit: &Kit,
     build_root: &Path,
+    keep_going: bool,
     build_log: &mut dyn FnMut(&str),
-) -> Result<Vec<PlannedTest>, PlanError> {
-    let mut planned = Vec::new();
+) -> Result<Plan, PlanError> {
+    let mut plan = Plan::default();
+    let planned = &mut plan.tests;
     for loaded in specs {
         if selected(loaded, filter).is_empty() {
             continue;
@@ -93,12 +113,23 @@ pub fn prepare(
             path: lock_path.clone(),
             source,
         })?;
-        let built = kbuild::build(&loaded.dir, &kit.headers, &build_dir).map_err(|source| {
-            PlanError::Build {
-                dir: loaded.dir.clone(),
-                source,
+        let built = match kbuild::build(&loaded.dir, &kit.headers, &kit.identity, &build_dir) {
+            Ok(b) => b,
+            Err(source) => {
+                let error = PlanError::Build {
+                    dir: loaded.dir.clone(),
+                    source,
+                };
+                if !keep_going {
+                    return Err(error);
+                }
+                plan.unbuilt.push(Unbuilt {
+                    names: selected(loaded, filter),
+                    error,
+                });
+                continue;
             }
-        })?;
+        };
         build_log(&built.log);
         let tests: Vec<TestSpec> = if loaded.smoke {
             vec![spec::smoke_test(&kbuild::load_order(&built.modules))]
@@ -134,7 +165,7 @@ pub fn prepare(
             });
         }
     }
-    Ok(planned)
+    Ok(plan)
 }
 
 fn check_modules_exist(loaded: &LoadedSpec, built: &[PathBuf]) -> Result<(), PlanError> {

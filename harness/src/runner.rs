@@ -42,10 +42,12 @@ pub struct RunConfig {
     pub qemu: QemuConfig,
     /// Profile name, matched against a test's `kernels`.
     pub profile: String,
-    /// For reports: profile and release.
+    /// For people: profile and release.
     pub kernel_name: String,
+    /// `uname -r` of the kit's kernel.
+    pub release: String,
     pub boot_timeout: Duration,
-    /// Root of this run's artifacts (`<out>/runs/<stamp>`).
+    /// Root of this kernel's artifacts (`<out>/runs/<stamp>/<profile>`).
     pub artifacts: PathBuf,
     /// Stream each guest's console and kernel log to stderr.
     pub echo_console: bool,
@@ -69,34 +71,64 @@ impl PlannedTest {
     }
 }
 
-/// Runs every test in order and returns the summary.
-pub fn run(config: &RunConfig, tests: &[PlannedTest], reporter: &mut dyn Reporter) -> Summary {
+/// One kernel of a run: how to boot it, the tests planned on it, and the
+/// results of tests that could not be planned on it (their module did not
+/// build for this kernel), which are reported, not dropped.
+#[derive(Debug)]
+pub struct KernelRun {
+    pub config: RunConfig,
+    pub tests: Vec<PlannedTest>,
+    pub unbuilt: Vec<TestResult>,
+}
+
+/// Runs every test on every kernel, kernel by kernel, and returns the
+/// summary. `artifacts` is the run's directory (each kernel's lies below).
+pub fn run(kernels: &[KernelRun], artifacts: &Path, reporter: &mut dyn Reporter) -> Summary {
     let started = Instant::now();
+    let names: Vec<&str> = kernels
+        .iter()
+        .map(|k| k.config.kernel_name.as_str())
+        .collect();
+    let mut accels: Vec<String> = kernels
+        .iter()
+        .map(|k| k.config.qemu.accel.to_string())
+        .collect();
+    accels.dedup();
     reporter.event(&Event::RunStarted {
-        tests: tests.len(),
-        kernel: &config.kernel_name,
-        accel: &config.qemu.accel.to_string(),
-        artifacts: &config.artifacts,
+        tests: kernels
+            .iter()
+            .map(|k| k.tests.len() + k.unbuilt.len())
+            .sum(),
+        kernels: kernels.len(),
+        kernel: &names.join(", "),
+        accel: &accels.join(", "),
+        artifacts,
     });
     let mut summary = Summary::default();
-    for test in tests {
-        let result = if children::interrupted() {
-            // Listed, not left out: a report must name every planned test.
-            TestResult::not_run(
-                test.name(),
-                config.kernel_name.clone(),
-                PathBuf::new(),
-                "the run was interrupted",
-            )
-        } else {
-            let mut result = run_test(config, test, reporter);
-            if children::interrupted() {
-                mark_interrupted(&mut result);
-            }
-            result
-        };
-        summary.add(result.status);
-        reporter.event(&Event::TestFinished(&result));
+    for k in kernels {
+        for result in &k.unbuilt {
+            summary.add(result.status);
+            reporter.event(&Event::TestFinished(result));
+        }
+        for test in &k.tests {
+            let result = if children::interrupted() {
+                // Listed, not left out: a report must name every planned test.
+                TestResult::not_run(
+                    test.name(),
+                    k.config.profile.clone(),
+                    PathBuf::new(),
+                    "the run was interrupted",
+                )
+            } else {
+                let mut result = run_test(&k.config, test, reporter);
+                if children::interrupted() {
+                    mark_interrupted(&mut result);
+                }
+                result
+            };
+            summary.add(result.status);
+            reporter.event(&Event::TestFinished(&result));
+        }
     }
     summary.interrupted = children::interrupted();
     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -174,7 +206,8 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
         .join(dir_name(&test.spec.name));
     let mut result = TestResult {
         name: name.clone(),
-        kernel: config.kernel_name.clone(),
+        kernel: config.profile.clone(),
+        kernel_release: config.release.clone(),
         status: Status::Error,
         duration_ms: 0,
         boot_ms: None,
@@ -735,6 +768,7 @@ mod tests {
         TestResult {
             name: "s/t".into(),
             kernel: "k".into(),
+            kernel_release: String::new(),
             status,
             duration_ms: 0,
             boot_ms: None,

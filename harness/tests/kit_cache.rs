@@ -73,13 +73,15 @@ fn cache_copy() -> (tempfile::TempDir, PathBuf) {
     (tmp, cache)
 }
 
-fn profile() -> modvm::profile::KernelProfile {
-    modvm::profile::load(modvm::profile::DEFAULT_PROFILE).unwrap()
+fn profile() -> modvm::kernel::profile::KernelProfile {
+    modvm::kernel::profile::load(modvm::kernel::profile::DEFAULT_PROFILE).unwrap()
 }
 
 /// The kit directory `current.json` names (damaged or not).
 fn kit_dir(cache: &Path) -> PathBuf {
-    let dir = cache.join("kernels").join(modvm::profile::DEFAULT_PROFILE);
+    let dir = cache
+        .join("kernels")
+        .join(modvm::kernel::profile::DEFAULT_PROFILE);
     let current: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("current.json")).unwrap()).unwrap();
     dir.join(current["kit"].as_str().unwrap())
@@ -266,7 +268,7 @@ fn make_old_style(cache: &Path, old: &Path) {
     let kit_name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let old_dir = old
         .join("kernels")
-        .join(modvm::profile::DEFAULT_PROFILE)
+        .join(modvm::kernel::profile::DEFAULT_PROFILE)
         .join(&kit_name);
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("kit.json")).unwrap()).unwrap();

@@ -147,6 +147,7 @@ fn kunit_parser_accepts_a_passing_run() {
     write_ktap(&ktap, |r| {
         r.event(&Event::RunStarted {
             tests: 1,
+            kernels: 1,
             kernel: sample::KERNEL,
             accel: sample::ACCEL,
             artifacts: &artifacts,

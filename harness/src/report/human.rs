@@ -27,6 +27,8 @@ pub struct Human {
     level: Level,
     spinner: Option<ProgressBar>,
     out: Box<dyn Write + Send>,
+    /// More than one kernel: lines name theirs.
+    matrix: bool,
 }
 
 impl Human {
@@ -37,6 +39,7 @@ impl Human {
             level,
             spinner: None,
             out: Box::new(std::io::stdout()),
+            matrix: false,
         }
     }
 
@@ -45,6 +48,7 @@ impl Human {
         Human {
             colour: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
             out: Box::new(std::io::stderr()),
+            matrix: false,
             ..Human::stdout(level)
         }
     }
@@ -195,10 +199,12 @@ impl Reporter for Human {
         match event {
             Event::RunStarted {
                 tests,
+                kernels,
                 kernel,
                 accel,
                 artifacts,
             } => {
+                self.matrix = *kernels > 1;
                 if self.level == Level::Quiet {
                     return;
                 }
@@ -251,7 +257,7 @@ impl Reporter for Human {
                 let label = self.paint(t.status);
                 self.line(&format!(
                     "{label} {}  {}{boot}",
-                    printable(&t.name),
+                    printable(&t.label(self.matrix)),
                     secs(t.duration_ms)
                 ));
                 if failed {
@@ -319,6 +325,7 @@ mod tests {
             level: Level::Verbose,
             spinner: None,
             out: Box::new(buffer.clone()),
+            matrix: false,
         };
         let mut result = sample::results().remove(0);
         result.name = "s/a\nPASS    forged\u{1b}[2J\0".into();

@@ -23,6 +23,8 @@ pub struct Junit {
     path: PathBuf,
     kernel: Option<String>,
     accel: Option<String>,
+    /// More than one kernel: case names carry theirs.
+    matrix: bool,
     /// Suites in the order their first test finished, so the file reads in
     /// run order.
     suites: Vec<TestSuite>,
@@ -35,6 +37,7 @@ impl Junit {
             path,
             kernel: None,
             accel: None,
+            matrix: false,
             suites: Vec::new(),
             error: FirstError::default(),
         }
@@ -51,7 +54,8 @@ impl Junit {
     }
 
     fn add(&mut self, t: &TestResult) {
-        let (suite_name, case_name) = split_name(&t.name);
+        let label = t.label(self.matrix);
+        let (suite_name, case_name) = split_name(&label);
         let suite_name = if suite_name.is_empty() {
             "modvm"
         } else {
@@ -104,7 +108,13 @@ impl Junit {
 impl Reporter for Junit {
     fn event(&mut self, event: &Event<'_>) {
         match event {
-            Event::RunStarted { kernel, accel, .. } => {
+            Event::RunStarted {
+                kernel,
+                accel,
+                kernels,
+                ..
+            } => {
+                self.matrix = *kernels > 1;
                 // Empty when the run stopped before it booted anything.
                 self.kernel = Some(kernel.to_string()).filter(|k| !k.is_empty());
                 self.accel = Some(accel.to_string()).filter(|a| !a.is_empty());

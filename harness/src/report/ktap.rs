@@ -28,6 +28,8 @@ pub struct Ktap {
     out: Box<dyn Write + Send>,
     /// Number of the next top-level test.
     next: usize,
+    /// More than one kernel: test lines carry theirs.
+    matrix: bool,
     /// After a write error nothing more is written: later lines could not be
     /// told apart from a truncated stream anyway.
     broken: bool,
@@ -43,6 +45,7 @@ impl Ktap {
         Ktap {
             out,
             next: 1,
+            matrix: false,
             broken: false,
             error: FirstError::default(),
         }
@@ -80,10 +83,12 @@ impl Reporter for Ktap {
         match event {
             Event::RunStarted {
                 tests,
+                kernels,
                 kernel,
                 accel,
                 ..
             } => {
+                self.matrix = *kernels > 1;
                 let mut text = format!("KTAP version 1\n1..{tests}\n");
                 // Empty when the run stopped before it booted anything.
                 if !kernel.is_empty() {
@@ -96,7 +101,13 @@ impl Reporter for Ktap {
                 self.emit(&text);
             }
             Event::TestFinished(t) => {
-                let text = test_block(self.next, t);
+                let text = if self.matrix {
+                    let mut shown = (*t).clone();
+                    shown.name = t.label(true);
+                    test_block(self.next, &shown)
+                } else {
+                    test_block(self.next, t)
+                };
                 self.next += 1;
                 self.emit(&text);
             }

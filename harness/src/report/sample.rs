@@ -37,6 +37,7 @@ fn test(name: &str, status: Status, duration_ms: u64, boot_ms: Option<u64>) -> T
     TestResult {
         name: name.into(),
         kernel: KERNEL.into(),
+        kernel_release: String::new(),
         status,
         duration_ms,
         boot_ms,
@@ -177,6 +178,7 @@ pub fn replay_results(reporter: &mut dyn Reporter, results: &[TestResult]) {
     let artifacts = PathBuf::from(ARTIFACTS);
     reporter.event(&Event::RunStarted {
         tests: results.len(),
+        kernels: 1,
         kernel: KERNEL,
         accel: ACCEL,
         artifacts: &artifacts,
@@ -210,6 +212,7 @@ pub fn replay_stopped(reporter: &mut dyn Reporter, error: &str, interrupted: boo
     let artifacts = PathBuf::new();
     reporter.event(&Event::RunStarted {
         tests: 2,
+        kernels: 0,
         kernel: "",
         accel: "",
         artifacts: &artifacts,

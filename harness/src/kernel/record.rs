@@ -9,7 +9,7 @@
 //! carries are only for an older modvm sharing the cache; this one ignores
 //! them.
 
-use crate::kit_manifest::{self, Manifest, MANIFEST};
+use crate::kernel::manifest::{self, Manifest, MANIFEST};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,23 @@ pub struct Kit {
     /// Headers tree to pass as `make -C`.
     pub headers: PathBuf,
     pub busybox: PathBuf,
+    /// `System.map` of the kernel, where the source has one (for
+    /// symbolising kernel frames).
+    pub system_map: Option<PathBuf>,
+    /// Release plus a hash of the kernel's configuration: modules built
+    /// for one kernel are never reused for a rebuilt one.
+    pub identity: String,
+}
+
+impl Kit {
+    /// `<release>+<hash of config>`; the release alone when no
+    /// configuration file can be read.
+    pub fn identity_of(release: &str, config: &Path) -> String {
+        match manifest::hash_file(config) {
+            Ok(h) => format!("{release}+{h}"),
+            Err(_) => release.to_string(),
+        }
+    }
 }
 
 /// `kit.json`.
@@ -92,6 +109,12 @@ impl Record {
             vmlinuz: dir.join(&files.vmlinuz),
             headers: dir.join(&files.headers),
             busybox: dir.join(&files.busybox),
+            system_map: Some(dir.join(format!("root/boot/System.map-{}", self.release)))
+                .filter(|p| p.is_file()),
+            identity: Kit::identity_of(
+                &self.release,
+                &dir.join(format!("root/boot/config-{}", self.release)),
+            ),
         }
     }
 }
@@ -154,7 +177,7 @@ pub fn inspect(cache: &Path, profile: &str) -> CacheState {
         Err(e) => damaged(&manifest_path, &e.to_string()),
         Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
             Err(e) => damaged(&manifest_path, &format!("unreadable ({e})")),
-            Ok(manifest) => match kit_manifest::check(&kit_dir, &manifest) {
+            Ok(manifest) => match manifest::check(&kit_dir, &manifest) {
                 None => CacheState::Ready(kit),
                 Some(report) => CacheState::Damaged(format!("{}/{report}", kit_dir.display())),
             },
@@ -184,7 +207,7 @@ pub fn install(dir: &Path, record: &Record) -> std::io::Result<()> {
         &dir.join("kit.json"),
         &serde_json::to_vec_pretty(record).expect("record serialises"),
     )?;
-    let manifest = kit_manifest::record(
+    let manifest = manifest::record(
         dir,
         "root",
         &[&files.vmlinuz, &files.busybox, &files.headers],
@@ -272,7 +295,7 @@ fn include_targets(text: &str) -> Vec<String> {
 
 /// A bzImage is as long as its setup header says (setup sectors plus
 /// `syssize` paragraphs); a truncated one is shorter.
-fn whole_bzimage(path: &Path) -> Result<(), String> {
+pub fn whole_bzimage(path: &Path) -> Result<(), String> {
     let data = fs::read(path).map_err(|e| e.to_string())?;
     if data.len() < 0x1f8 || &data[0x202..0x206] != b"HdrS" {
         return Err(format!("not a kernel image ({} bytes)", data.len()));
@@ -294,7 +317,7 @@ fn whole_bzimage(path: &Path) -> Result<(), String> {
 
 /// An ELF file reaches at least the end of its section header table (which
 /// linkers put last); a truncated one does not.
-fn whole_elf(path: &Path) -> Result<(), String> {
+pub fn whole_elf(path: &Path) -> Result<(), String> {
     let data = fs::read(path).map_err(|e| e.to_string())?;
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
         return Err(format!("not a 64-bit ELF program ({} bytes)", data.len()));

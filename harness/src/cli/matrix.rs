@@ -1,0 +1,96 @@
+//! The kernels of a run: `--kernel a,b,c` or `all` into profiles, a spec's
+//! `kernels` checked against them, and the results of modules that did not
+//! build for one kernel of the matrix.
+
+use crate::kernel::profile::{self, KernelProfile, Source};
+use crate::kernel::{host, Kit};
+use crate::outcome::{Status, TestResult};
+use crate::plan::Unbuilt;
+use crate::spec::{LoadedSpec, SpecError};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// The profiles `--kernel` names, in order, each once. `all` stands for
+/// every built-in profile that can run here (the host kernel only when its
+/// image and build tree are usable; `say` tells why it is left out).
+pub fn profiles(arg: &str, say: &mut dyn FnMut(&str)) -> Result<Vec<KernelProfile>> {
+    let mut out: Vec<KernelProfile> = Vec::new();
+    for item in arg.split(',').map(str::trim) {
+        if item.is_empty() {
+            bail!("--kernel {arg:?} has an empty entry; give profile names separated by commas");
+        }
+        let loaded: Vec<KernelProfile> = if item == "all" {
+            let mut all = Vec::new();
+            for name in profile::builtin_names() {
+                let p = profile::load(name)?;
+                if p.source == Source::Host {
+                    if let Some(why) = host::problem() {
+                        say(&format!("--kernel all: leaving out `host`: {why}"));
+                        continue;
+                    }
+                }
+                all.push(p);
+            }
+            all
+        } else {
+            vec![profile::load(item)?]
+        };
+        for p in loaded {
+            if let Some(other) = out.iter().find(|o| o.name == p.name) {
+                if *other != p {
+                    bail!(
+                        "--kernel names two different profiles called `{}`; rename one recipe",
+                        p.name
+                    );
+                }
+                continue;
+            }
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// A spec's `kernels` may name built-in profiles and those of this run; any
+/// other name is a typo that would silently skip the test.
+pub fn check_spec_kernels(specs: &[LoadedSpec], run: &[KernelProfile]) -> Result<()> {
+    for loaded in specs.iter().filter(|s| !s.smoke) {
+        for test in &loaded.spec.tests {
+            for name in &test.kernels {
+                if !profile::is_known(name, run) {
+                    let unknown = profile::unknown(name).to_string();
+                    return Err(SpecError::at_value(
+                        &loaded.path,
+                        &loaded.text,
+                        name,
+                        0,
+                        format!("test {:?}: `kernels`: {unknown}", test.name),
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One error result per test whose module did not build for `profile`,
+/// carrying the compiler's messages.
+pub fn unbuilt_results(unbuilt: &[Unbuilt], profile: &KernelProfile, kit: &Kit) -> Vec<TestResult> {
+    let mut out = Vec::new();
+    for u in unbuilt {
+        // The build error quotes the compiler's output in its own text.
+        let why = u.error.to_string();
+        for name in &u.names {
+            let mut t = TestResult::not_run(name.clone(), profile.name.clone(), PathBuf::new(), "");
+            t.status = Status::Error;
+            t.kernel_release = kit.release.clone();
+            t.message = Some(format!(
+                "the module does not build for {} ({}): {why}",
+                profile.name, kit.release
+            ));
+            out.push(t);
+        }
+    }
+    out
+}

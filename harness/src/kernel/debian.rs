@@ -1,0 +1,209 @@
+//! Kits from Debian's packages: the kernel image, its headers (with their
+//! `-common` tree and `linux-kbuild`) and busybox-static, downloaded with
+//! apt into private state and extracted with `dpkg-deb`.
+
+use super::record::{self, Current, Record};
+use super::{io_err, KernelProfile, Kit, KitError, Progress};
+use crate::apt::{self, Apt, PackageInfo};
+use std::fs;
+use std::path::Path;
+
+/// Downloads and installs the newest kit; `replaces_damaged` lets it remove
+/// the kit it supersedes.
+pub(super) fn fetch(
+    cache: &Path,
+    profile: &KernelProfile,
+    replaces_damaged: bool,
+    progress: &mut dyn Progress,
+) -> Result<Kit, KitError> {
+    let super::profile::Source::Debian {
+        image,
+        headers,
+        suite,
+    } = &profile.source
+    else {
+        unreachable!("debian::fetch is only called for Debian profiles");
+    };
+    let apt = match suite {
+        None => Apt::new(&cache.join("apt")),
+        Some(suite) => Apt::with_suite(&cache.join(format!("apt-{suite}")), suite)?,
+    };
+    progress.step(&match suite {
+        None => "updating private package lists from the host's apt sources".to_string(),
+        Some(s) => format!("updating private package lists (the host's apt sources and {s})"),
+    });
+    apt.update(&mut |m: &str| progress.notice(m))?;
+    let image = follow_meta(&apt, image, "linux-image-")?;
+    let headers = follow_meta(&apt, headers, "linux-headers-")?;
+    let mut packages = vec![image.clone(), headers.clone()];
+    for dep in &headers.depends {
+        if dep.starts_with("linux-headers-") || dep.starts_with("linux-kbuild-") {
+            packages.push(apt.show(dep)?);
+        }
+    }
+    packages.push(apt.show("busybox-static")?);
+
+    let dir = record::profile_dir(cache, &profile.name);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    remove_stale_staging(&dir);
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&dir)
+        .map_err(io_err(&dir))?;
+    let debs_dir = staging.path().join("debs");
+    fs::create_dir_all(&debs_dir).map_err(io_err(&debs_dir))?;
+    let total: u64 = packages.iter().map(|p| p.size).sum();
+    progress.step(&format!(
+        "downloading {} packages ({:.1} MiB): {}",
+        packages.len(),
+        total as f64 / 1048576.0,
+        packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let debs = apt.download(&packages, &debs_dir)?;
+    let kit_name = format!("{}_{}", image.name, image.version);
+    let final_dir = dir.join(&kit_name);
+    let root = staging.path().join("root");
+    for deb in &debs {
+        progress.step(&format!(
+            "extracting {}",
+            deb.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        apt::extract(deb, &root)?;
+    }
+    fs::remove_dir_all(&debs_dir).map_err(io_err(&debs_dir))?;
+
+    let release = image
+        .name
+        .strip_prefix("linux-image-")
+        .unwrap_or(&image.name)
+        .trim_end_matches("-unsigned")
+        .to_string();
+    let record = Record::new(&profile.name, &release, &image.version, &final_dir);
+    let files = record.files.clone().expect("new records name their files");
+    let incomplete = |what: &str| KitError::Incomplete {
+        profile: profile.name.clone(),
+        what: what.trim_start_matches("root/").to_string(),
+    };
+    let staged = |rel: &str| staging.path().join(rel);
+    let makefile_rel = format!("{}/Makefile", files.headers);
+    for rel in [&makefile_rel, &files.vmlinuz, &files.busybox] {
+        if !staged(rel).is_file() {
+            return Err(incomplete(rel));
+        }
+    }
+    let makefile = staged(&makefile_rel);
+    let text = fs::read_to_string(&makefile).map_err(io_err(&makefile))?;
+    let depth = Path::new(&files.headers).iter().count() - 1;
+    fs::write(
+        &makefile,
+        record::relative_includes(&text, depth, &kit_name),
+    )
+    .map_err(io_err(&makefile))?;
+    progress.step("recording the kit's manifest");
+    record::install(staging.path(), &record).map_err(io_err(staging.path()))?;
+
+    let previous = fs::read(dir.join("current.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Current>(&b).ok())
+        .map(|c| dir.join(c.kit))
+        .filter(|p| replaces_damaged && *p != final_dir);
+    if final_dir.exists() {
+        // A refresh or repair that resolved to the kit we already have.
+        fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
+    }
+    let staged_dir = staging.keep();
+    fs::rename(&staged_dir, &final_dir).map_err(io_err(&final_dir))?;
+    record::write_atomic(
+        &dir.join("current.json"),
+        &serde_json::to_vec(&Current { kit: kit_name }).expect("serialises"),
+    )
+    .map_err(io_err(&dir))?;
+    if let Some(old) = previous {
+        // A damaged kit that the new one replaces is of no use to anyone.
+        let _ = fs::remove_dir_all(old);
+    }
+    Ok(record.kit(&final_dir))
+}
+
+/// Follows a meta-package (e.g. `linux-image-cloud-amd64`) to the versioned
+/// package of the same flavour it depends on (`linux-image-6.1.0-56-cloud-amd64`);
+/// a versioned package has no such dependency and is returned as it is.
+fn follow_meta(apt: &Apt, package: &str, prefix: &str) -> Result<PackageInfo, KitError> {
+    let info = apt.show(package)?;
+    match flavoured_target(&info, prefix) {
+        Some(target) => Ok(apt.show(&target)?),
+        None => Ok(info),
+    }
+}
+
+/// The dependency that shares the package's prefix and flavour suffix.
+fn flavoured_target(info: &PackageInfo, prefix: &str) -> Option<String> {
+    let parts: Vec<&str> = info.name.rsplitn(3, '-').collect();
+    if parts.len() < 3 {
+        return None;
+    }
+    let flavour = format!("-{}-{}", parts[1], parts[0]);
+    info.depends
+        .iter()
+        .find(|d| d.starts_with(prefix) && d.ends_with(&flavour) && **d != info.name)
+        .cloned()
+}
+
+fn remove_stale_staging(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".staging-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, depends: &[&str]) -> PackageInfo {
+        PackageInfo {
+            name: name.into(),
+            version: "1".into(),
+            depends: depends.iter().map(|d| d.to_string()).collect(),
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn meta_package_is_followed_to_its_flavour() {
+        let meta = info(
+            "linux-image-cloud-amd64",
+            &["linux-image-6.1.0-56-cloud-amd64"],
+        );
+        assert_eq!(
+            flavoured_target(&meta, "linux-image-").as_deref(),
+            Some("linux-image-6.1.0-56-cloud-amd64")
+        );
+        let bpo = info(
+            "linux-image-6.12-cloud-amd64",
+            &["linux-image-6.12.95+deb12-cloud-amd64"],
+        );
+        assert_eq!(
+            flavoured_target(&bpo, "linux-image-").as_deref(),
+            Some("linux-image-6.12.95+deb12-cloud-amd64")
+        );
+    }
+
+    #[test]
+    fn versioned_package_is_kept() {
+        let hdr = info(
+            "linux-headers-6.1.0-56-cloud-amd64",
+            &["linux-headers-6.1.0-56-common", "linux-kbuild-6.1"],
+        );
+        assert_eq!(flavoured_target(&hdr, "linux-headers-"), None);
+        let img = info("linux-image-6.1.0-56-cloud-amd64", &["kmod", "linux-base"]);
+        assert_eq!(flavoured_target(&img, "linux-image-"), None);
+    }
+}
