@@ -192,10 +192,18 @@ pub fn build(
         String::from_utf8_lossy(&out.stderr)
     );
     if !out.status.success() {
+        // The compiler names the build copy; the author edits the original.
+        let output = match fs::canonicalize(src) {
+            Ok(original) => log.replace(
+                &format!("{}/", build_abs.display()),
+                &format!("{}/", original.display()),
+            ),
+            Err(_) => log,
+        };
         return Err(BuildError::Compile {
             dir: src.to_path_buf(),
             status: out.status.to_string(),
-            output: log,
+            output,
         });
     }
     let modules = built_modules(&build_abs)?;

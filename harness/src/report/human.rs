@@ -96,10 +96,12 @@ impl Human {
                 self.line(&format!("      | {}", printable(&l.to_string())));
             }
         }
-        self.line(&format!(
-            "    console, kernel log and QEMU command line: {}",
-            t.artifacts.display()
-        ));
+        if !t.artifacts.as_os_str().is_empty() {
+            self.line(&format!(
+                "    console, kernel log and QEMU command line: {}",
+                t.artifacts.display()
+            ));
+        }
     }
 
     fn crash_detail(&mut self, c: &Crash) {
