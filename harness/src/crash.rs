@@ -846,6 +846,72 @@ fn sanitizer_kind<'a>(header: &'a str, prefix: &str) -> &'a str {
     rest.split_once(" in ").map_or(rest, |(k, _)| k).trim()
 }
 
+/// kmemleak's reports of `modules`' leaks, one per allocating function,
+/// titled "memory leak in <function>" after the first backtrace frame that
+/// lies in one of `modules` (names as `lsmod` shows them).
+///
+/// A kmemleak block ("unreferenced object 0x... (size N):", then indented
+/// comm, hex dump and backtrace lines) comes from the kernel log when the
+/// guest boots with `kmemleak.verbose=1`, each line prefixed "kmemleak: ",
+/// or from reading `/sys/kernel/debug/kmemleak`, unprefixed; both are read.
+/// The kernel itself leaks now and then during boot, and a scan reports
+/// every leak it finds, so a block counts only when a module under test
+/// made the allocation: [`detect`] deliberately ignores these blocks.
+pub fn detect_leaks(lines: &[KernelLine], modules: &[&str]) -> Vec<Crash> {
+    let wanted: Vec<String> = modules.iter().map(|m| m.replace('-', "_")).collect();
+    let texts: Vec<&str> = lines.iter().map(|l| strip_kmemleak(&l.text)).collect();
+    let mut crashes: Vec<Crash> = Vec::new();
+    let mut i = 0;
+    while i < texts.len() {
+        if !leak_header_re().is_match(texts[i]) {
+            i += 1;
+            continue;
+        }
+        let end = (i + 1..texts.len().min(i + MAX_REPORT_LINES))
+            .find(|&j| !texts[j].starts_with(' ') || leak_header_re().is_match(texts[j]))
+            .unwrap_or(texts.len().min(i + MAX_REPORT_LINES));
+        let block = &texts[i..end];
+        let frames: Vec<Frame> = block
+            .iter()
+            .skip_while(|t| t.trim() != "backtrace:")
+            .filter_map(|t| parse_trace_line(t).map(|(f, _)| f))
+            .collect();
+        let culprit = frames.iter().find(|f| {
+            f.module
+                .as_ref()
+                .is_some_and(|m| wanted.iter().any(|w| *w == m.replace('-', "_")))
+        });
+        if let Some(culprit) = culprit {
+            let title = format!("memory leak in {}", display_name(&culprit.function));
+            if !crashes.iter().any(|c| c.title == title) {
+                crashes.push(Crash {
+                    title,
+                    report: block.iter().map(|s| s.to_string()).collect(),
+                    frames,
+                    fatal: false,
+                });
+            }
+        }
+        i = end;
+    }
+    crashes
+}
+
+/// "unreferenced object 0xffff888003a1c000 (size 128):"
+fn leak_header_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"^unreferenced object 0x[0-9a-f]+ \(size \d+\):")
+            .expect("leak pattern is valid")
+    })
+}
+
+/// The text kmemleak printed, without the `kmemleak: ` prefix its printk
+/// lines carry (the debugfs file has none).
+fn strip_kmemleak(text: &str) -> &str {
+    text.strip_prefix("kmemleak: ").unwrap_or(text)
+}
+
 /// Kernel taint flags by bit, as `/proc/sys/kernel/tainted` reports them:
 /// (letter, what it means).
 const TAINTS: [(char, &str); 20] = [
@@ -1398,6 +1464,119 @@ Kernel Offset: 0x2800000 from 0xffffffff81000000";
         }
         let c = only(&log);
         assert_eq!(c.report.len(), MAX_REPORT_LINES);
+    }
+
+    // Real logs of the fixture modules on the debug kernel
+    // (images/kernels/debug.config): what the sanitizers really print.
+
+    fn titles(log: &str) -> Vec<String> {
+        detect(&parse(log)).into_iter().map(|c| c.title).collect()
+    }
+
+    #[test]
+    fn debug_kernel_kasan() {
+        let c = only(include_str!("../tests/data/klog/debug_uaf.log"));
+        assert_eq!(c.title, "KASAN: use-after-free Write in uaf_init");
+        assert!(!c.fatal);
+        assert_eq!(module_frames(&c)[0].0, "uaf_init");
+        let c = only(include_str!("../tests/data/klog/debug_oob.log"));
+        assert_eq!(c.title, "KASAN: slab-out-of-bounds Write in oob_init");
+    }
+
+    #[test]
+    fn debug_kernel_lockdep_inversion() {
+        let c = only(include_str!("../tests/data/klog/debug_lockinv.log"));
+        assert_eq!(c.title, "possible deadlock in lockinv_init");
+        assert!(!c.fatal);
+    }
+
+    #[test]
+    fn debug_kernel_sleep_under_spinlock() {
+        assert_eq!(
+            titles(include_str!("../tests/data/klog/debug_atomic_sleep.log")),
+            [
+                "BUG: scheduling while atomic in atomic_sleep_init",
+                "WARNING in atomic_sleep_init"
+            ]
+        );
+    }
+
+    #[test]
+    fn debug_kernel_list_corruption() {
+        let c = only(include_str!("../tests/data/klog/debug_list_corrupt.log"));
+        assert_eq!(c.title, "BUG: corrupted list in list_corrupt_init");
+        // Without BUG_ON_DATA_CORRUPTION the kernel warns and goes on.
+        assert!(!c.fatal);
+        assert!(c.report[0].contains("cut here"));
+    }
+
+    #[test]
+    fn debug_kernel_ubsan_bounds() {
+        let c = only(include_str!("../tests/data/klog/debug_ubsan_idx.log"));
+        assert_eq!(
+            c.title,
+            "UBSAN: array-index-out-of-bounds in ubsan_idx_init"
+        );
+    }
+
+    #[test]
+    fn debug_kernel_kfence() {
+        let c = only(include_str!("../tests/data/klog/debug_kfence_uaf.log"));
+        assert_eq!(c.title, "KFENCE: use-after-free read in kfence_uaf_init");
+        assert_eq!(module_frames(&c)[0].0, "kfence_uaf_init");
+    }
+
+    #[test]
+    fn debug_kernel_boot_is_not_a_crash() {
+        let log = include_str!("../tests/data/klog/debug_boot.log");
+        assert!(log.contains("KernelAddressSanitizer initialized"));
+        assert!(detect(&parse(log)).is_empty(), "{:?}", titles(log));
+    }
+
+    #[test]
+    fn kmemleak_report_of_the_module() {
+        let lines = parse(include_str!("../tests/data/klog/debug_leak.log"));
+        // Not a crash on its own: only a leak of a module under test counts.
+        assert!(detect(&lines).is_empty());
+        let leaks = detect_leaks(&lines, &["leak"]);
+        assert_eq!(leaks.len(), 1);
+        let c = &leaks[0];
+        assert_eq!(c.title, "memory leak in leak_alloc");
+        assert!(!c.fatal);
+        assert!(c.report[0].starts_with("unreferenced object 0x"));
+        assert!(c.report.last().unwrap().contains("entry_SYSCALL_64"));
+        assert_eq!(module_frames(c), vec![("leak_alloc", Some(0x3c), "leak")]);
+        assert!(detect_leaks(&lines, &["other"]).is_empty());
+    }
+
+    #[test]
+    fn kmemleak_debugfs_form_and_names() {
+        // The debugfs file prints the same block without the prefix, and
+        // after rmmod the module's frames lose their names.
+        let log = [
+            "unreferenced object 0xffff8880037fd800 (size 128):",
+            "  comm \"insmod\", pid 45, jiffies 4294893271",
+            "  hex dump (first 32 bytes):",
+            "    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  ................",
+            "  backtrace:",
+            "    [<(____ptrval____)>] kmalloc_trace+0x1f/0x53",
+            "    [<(____ptrval____)>] my_alloc.constprop.0+0x3c/0x46 [my_mod]",
+            "    [<(____ptrval____)>] do_one_initcall+0xf7/0x246",
+            "unreferenced object 0xffff8880037fd900 (size 64):",
+            "  backtrace:",
+            "    [<(____ptrval____)>] kmalloc_trace+0x1f/0x53",
+            "    [<(____ptrval____)>] 0xffffffffa000003d",
+            "    [<(____ptrval____)>] do_one_initcall+0xf7/0x246",
+            "unreferenced object 0xffff8880037fda00 (size 64):",
+            "  backtrace:",
+            "    [<(____ptrval____)>] kmalloc_trace+0x1f/0x53",
+            "    [<(____ptrval____)>] my_alloc+0x3c/0x46 [my_mod]",
+        ]
+        .join("\n");
+        let leaks = detect_leaks(&parse(&log), &["my-mod"]);
+        let titles: Vec<&str> = leaks.iter().map(|c| c.title.as_str()).collect();
+        assert_eq!(titles, ["memory leak in my_alloc"]);
+        assert_eq!(leaks[0].report.len(), 8);
     }
 
     #[test]
