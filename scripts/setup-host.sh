@@ -7,11 +7,14 @@ cd "$(dirname "$0")/.."
 
 # program:package pairs (gcc-12 is the compiler Debian's 6.1 headers name).
 tools=(qemu-system-x86_64:qemu-system-x86 make:make gcc-12:gcc-12 apt-get:apt
-       dpkg-deb:dpkg addr2line:binutils python3:python3)
+       dpkg-deb:dpkg addr2line:binutils python3:python3
+       flex:flex bison:bison bc:bc perl:perl gcc:gcc)
 missing=()
 for pair in "${tools[@]}"; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
+# The debug kernel's build needs libelf's headers.
+[[ -f /usr/include/gelf.h ]] || missing+=(libelf-dev)
 
 if ((${#missing[@]})); then
 	if [[ $(id -u) -eq 0 ]]; then
@@ -27,6 +30,8 @@ fi
 
 # Download the default guest kernel kit once, so parallel tests find it cached.
 cargo run -q -- fetch --kernel debian-6.1-cloud,debian-6.12-cloud
+# Build the sanitizer kernel once (about 5 minutes on 2 cores; cached).
+cargo run -q -- fetch --kernel debug
 
 # Cache the kernel's KUnit parser, which the tests use to read our KTAP
 # output (tests themselves never download).

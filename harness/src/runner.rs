@@ -14,6 +14,8 @@ use crate::outcome::{Crash, Event, Reporter, Status, StepResult, Summary, TestRe
 use crate::qemu::QemuConfig;
 use crate::spec::{ExitExpect, Expect, Step, TestSpec};
 use crate::symbolize;
+
+mod leaks;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -321,6 +323,13 @@ fn run_steps(
 ) {
     result.status = Status::Pass;
     let mut taint = guest.boot_taint;
+    let kmemleak = leaks::start(guest);
+    let module_names: Vec<String> = test
+        .modules
+        .iter()
+        .filter_map(|m| m.file_stem())
+        .map(|s| crate::kbuild::module_name(&s.to_string_lossy()))
+        .collect();
     let rounds = test.spec.repeat;
     let mut failed_round = None;
     for round in 1..=rounds {
@@ -348,8 +357,19 @@ fn run_steps(
                 description: &description,
             });
             let timeout = test.spec.timeout_of(step, step_timeout_s);
+            // A module's leaks are named while it is still loaded: after
+            // rmmod its frames have no symbols left.
+            let leaked = match (&step.action, kmemleak) {
+                (crate::spec::Action::Rmmod(_), true) => leaks::scan(guest, &module_names),
+                _ => Vec::new(),
+            };
             let outcome = run_step(guest, &id, index, step, timeout, description, &mut taint);
             let mut r = outcome.result;
+            if !leaked.is_empty() && r.status == Status::Pass {
+                r.failures.push(format!("kmemleak: {}", leaked[0].title));
+                r.crashes.extend(leaked);
+                r.status = Status::Crash;
+            }
             symbolize_all(&mut r.crashes, &test.modules);
             if r.status != Status::Pass {
                 failed_round = Some(round);

@@ -10,14 +10,6 @@ use std::path::Path;
 
 const BOTH: &str = "debian-6.1-cloud,debian-6.12-cloud";
 
-fn fixture(name: &str) -> String {
-    repo()
-        .join("harness/tests/fixtures/modules")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
 fn json_of(path: &Path, out: &Output) -> serde_json::Value {
     let text = std::fs::read(path).unwrap_or_else(|e| panic!("no report: {e}\n{}", out.all()));
     serde_json::from_slice(&text).unwrap()
@@ -80,7 +72,7 @@ fn an_api_change_builds_on_one_kernel_and_fails_the_other() {
             BOTH,
             "--json",
             report.to_str().unwrap(),
-            &fixture("api_class"),
+            &module_fixture("api_class"),
         ],
         &[],
     );

@@ -45,7 +45,7 @@ pub(super) fn fetch(
 
     let dir = record::profile_dir(cache, &profile.name);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    remove_stale_staging(&dir);
+    record::remove_stale_staging(&dir);
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(&dir)
@@ -151,16 +151,6 @@ fn flavoured_target(info: &PackageInfo, prefix: &str) -> Option<String> {
         .iter()
         .find(|d| d.starts_with(prefix) && d.ends_with(&flavour) && **d != info.name)
         .cloned()
-}
-
-fn remove_stale_staging(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".staging-") {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
-    }
 }
 
 #[cfg(test)]

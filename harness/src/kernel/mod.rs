@@ -25,6 +25,7 @@ pub mod local;
 pub mod manifest;
 pub mod profile;
 pub mod record;
+pub mod source;
 
 use crate::apt::AptError;
 use crate::lock::Lock;
@@ -63,6 +64,8 @@ pub enum KitError {
     Host { release: String, problem: String },
     #[error("kernel profile `{profile}`: {problem}")]
     Local { profile: String, problem: String },
+    #[error("cannot build kernel profile `{profile}`: {problem}")]
+    Build { profile: String, problem: String },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KitError + '_ {
@@ -111,7 +114,9 @@ pub fn ensure(
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
     match &profile.source {
-        Source::Debian { .. } => ensure_cached(cache, profile, refresh, progress),
+        Source::Debian { .. } | Source::Source { .. } => {
+            ensure_cached(cache, profile, refresh, progress)
+        }
         Source::Local { image, build } => local::kit(profile, image, build, cache, progress),
         Source::Host => host::kit(&profile.name, cache, progress),
     }
@@ -119,7 +124,10 @@ pub fn ensure(
 
 /// Whether the profile's kernel lives in modvm's cache (fetched or built).
 pub fn is_cached_kind(profile: &KernelProfile) -> bool {
-    matches!(profile.source, Source::Debian { .. })
+    matches!(
+        profile.source,
+        Source::Debian { .. } | Source::Source { .. }
+    )
 }
 
 fn ensure_cached(
@@ -164,20 +172,22 @@ fn ensure_cached(
             cache.display()
         ));
     }
-    let kit = debian::fetch(cache, profile, damage.is_some(), progress).map_err(|e| {
-        match (e, damage) {
-            (KitError::Apt(a), Some(damage)) => KitError::Damaged {
-                profile: profile.name.clone(),
-                damage,
-                reason: a.summary(),
-            },
-            (KitError::Apt(a), None) if cached(cache, profile).is_none() => KitError::Unavailable {
-                profile: profile.name.clone(),
-                cache: cache.to_path_buf(),
-                reason: a.to_string(),
-            },
-            (e, _) => e,
-        }
+    let made = match profile.source {
+        Source::Source { .. } => source::build(cache, profile, progress),
+        _ => debian::fetch(cache, profile, damage.is_some(), progress),
+    };
+    let kit = made.map_err(|e| match (e, damage) {
+        (KitError::Apt(a), Some(damage)) => KitError::Damaged {
+            profile: profile.name.clone(),
+            damage,
+            reason: a.summary(),
+        },
+        (KitError::Apt(a), None) if cached(cache, profile).is_none() => KitError::Unavailable {
+            profile: profile.name.clone(),
+            cache: cache.to_path_buf(),
+            reason: a.to_string(),
+        },
+        (e, _) => e,
     })?;
     progress.notice(&format!("kernel {} ({}) cached", kit.release, kit.version));
     Ok(kit)

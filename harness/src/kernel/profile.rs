@@ -35,7 +35,8 @@ pub struct KernelProfile {
     #[serde(default = "default_boot_timeout")]
     pub boot_timeout_s: f64,
     /// The directory of the recipe file, against which relative paths in
-    /// `source` are resolved (not part of the recipe).
+    /// `source` are resolved (not part of the recipe); empty for built-in
+    /// recipes.
     #[serde(skip)]
     pub base: PathBuf,
 }
@@ -57,6 +58,22 @@ pub enum Source {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         suite: Option<String>,
     },
+    /// Built once from a Debian `linux-source-*` package and a config
+    /// fragment, then cached (`kernel/source.rs`).
+    Source {
+        /// e.g. `linux-source-6.1`.
+        package: String,
+        /// Config fragment applied on top of `base_config`: a file beside
+        /// the recipe (for built-in profiles, one in `images/kernels/`).
+        fragment: String,
+        /// The make target that gives the starting configuration.
+        #[serde(default = "default_base_config")]
+        base_config: String,
+        /// Lower kmemleak's minimum object age (a checked edit of
+        /// `mm/kmemleak.c`), so leaks are reported right after a test.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kmemleak_min_age_ms: Option<u32>,
+    },
     /// A kernel image and its build tree that the user built
     /// (`make bzImage modules_prepare`; `kernel/local.rs`).
     Local {
@@ -74,10 +91,15 @@ impl Source {
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Debian { .. } => "debian",
+            Source::Source { .. } => "source",
             Source::Local { .. } => "local",
             Source::Host => "host",
         }
     }
+}
+
+fn default_base_config() -> String {
+    "tinyconfig".to_string()
 }
 
 fn default_compiler() -> String {
@@ -108,6 +130,7 @@ const BUILTIN: &[(&str, &str)] = &[
         "debian-6.12-cloud",
         include_str!("../../../images/kernels/debian-6.12-cloud.json"),
     ),
+    ("debug", include_str!("../../../images/kernels/debug.json")),
     ("host", include_str!("../../../images/kernels/host.json")),
 ];
 
@@ -142,10 +165,11 @@ pub fn builtin_names() -> Vec<&'static str> {
 /// Resolves one `--kernel` entry: a built-in name, or a path to a recipe.
 pub fn load(name_or_path: &str) -> Result<KernelProfile, ProfileError> {
     if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+        // An empty base: files a built-in recipe names are compiled in.
         return parse(
             text,
             &format!("images/kernels/{name_or_path}.json"),
-            Path::new("."),
+            Path::new(""),
         );
     }
     let path = Path::new(name_or_path);

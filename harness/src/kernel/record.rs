@@ -334,6 +334,18 @@ pub fn whole_elf(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Removes what interrupted installs left in a profile's directory: a
+/// `.staging-*` directory is never a kit (kits appear only by rename).
+pub fn remove_stale_staging(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".staging-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 /// Replaces `path` by rename, so readers see the old or the new content.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let name = path

@@ -26,6 +26,15 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The path of a fixture module directory (`harness/tests/fixtures/modules`).
+pub fn module_fixture(name: &str) -> String {
+    repo()
+        .join("harness/tests/fixtures/modules")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// A per-call output directory under the workspace's target dir, removed
 /// when dropped (so repeated test runs leave nothing behind).
 pub fn out_dir() -> tempfile::TempDir {

@@ -1,0 +1,370 @@
+//! Kernels built from a Debian `linux-source-*` package and a config
+//! fragment kept beside the recipe (the `debug` sanitizer kernel).
+//!
+//! The build happens in a `.staging-*` directory of the profile's cache and
+//! becomes a kit only by `rename(2)` once it finished and was checked, so an
+//! interrupted build is never taken for a finished one. The kit's name
+//! carries the source version and a hash of the fragment (and of the
+//! recipe's edits), so a changed fragment builds a new kit.
+
+use super::busybox;
+use super::manifest::hash_file;
+use super::profile::{KernelProfile, Source};
+use super::record::{self, Current, Files, Record};
+use super::{io_err, Kit, KitError, Progress};
+use crate::apt::{self, Apt};
+use crate::children;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Fragments of the built-in profiles, compiled in.
+const BUILTIN_FRAGMENTS: &[(&str, &str)] = &[(
+    "debug.config",
+    include_str!("../../../images/kernels/debug.config"),
+)];
+
+/// Host programs a kernel build needs besides make and the compiler, with
+/// the Debian package of each (`libelf-dev` is checked by its header).
+const BUILD_TOOLS: &[(&str, &str)] = &[
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("bc", "bc"),
+    ("/usr/include/gelf.h", "libelf-dev"),
+    ("perl", "perl"),
+];
+
+/// The fragment's text: a file beside a user's recipe, or a built-in one.
+fn fragment_text(profile: &KernelProfile, fragment: &str) -> Result<String, KitError> {
+    if profile.base.as_os_str().is_empty() {
+        if let Some((_, text)) = BUILTIN_FRAGMENTS.iter().find(|(n, _)| *n == fragment) {
+            return Ok(text.to_string());
+        }
+    }
+    let path = profile.base.join(fragment);
+    fs::read_to_string(&path).map_err(|e| KitError::Build {
+        profile: profile.name.clone(),
+        problem: format!("cannot read the config fragment {}: {e}", path.display()),
+    })
+}
+
+/// Missing build tools, as the package names to install.
+pub fn missing_tools() -> Vec<&'static str> {
+    BUILD_TOOLS
+        .iter()
+        .filter(|(tool, _)| {
+            if tool.starts_with('/') {
+                !Path::new(tool).is_file()
+            } else {
+                crate::prereq::find(tool).is_none()
+            }
+        })
+        .map(|(_, package)| *package)
+        .collect()
+}
+
+/// Builds the profile's kernel into a new kit of the cache; called under
+/// the profile's lock.
+pub(super) fn build(
+    cache: &Path,
+    profile: &KernelProfile,
+    progress: &mut dyn Progress,
+) -> Result<Kit, KitError> {
+    let Source::Source {
+        package,
+        fragment,
+        base_config,
+        kmemleak_min_age_ms,
+    } = &profile.source
+    else {
+        unreachable!("source::build is only called for source profiles");
+    };
+    let fail = |problem: String| KitError::Build {
+        profile: profile.name.clone(),
+        problem,
+    };
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        return Err(fail(format!(
+            "building a kernel needs {}: install with `sudo apt-get install {}`",
+            missing.join(", "),
+            missing.join(" ")
+        )));
+    }
+    let fragment_text = fragment_text(profile, fragment)?;
+    let busybox = busybox::ensure(cache, progress)?;
+    let apt = Apt::new(&cache.join("apt"));
+    progress.step("updating private package lists from the host's apt sources");
+    apt.update(&mut |m: &str| progress.notice(m))?;
+    let info = apt.show(package)?;
+
+    let dir = record::profile_dir(cache, &profile.name);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    record::remove_stale_staging(&dir);
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&dir)
+        .map_err(io_err(&dir))?;
+    let root = staging.path();
+    progress.step(&format!(
+        "downloading {} ({:.1} MiB)",
+        info.name,
+        info.size as f64 / 1048576.0
+    ));
+    let debs_dir = root.join("debs");
+    fs::create_dir_all(&debs_dir).map_err(io_err(&debs_dir))?;
+    let debs = apt.download(std::slice::from_ref(&info), &debs_dir)?;
+    progress.step(&format!("extracting {}", info.name));
+    let pkg = root.join("pkg");
+    for deb in &debs {
+        apt::extract(deb, &pkg)?;
+    }
+    let tarball = fs::read_dir(pkg.join("usr/src"))
+        .map_err(io_err(&pkg))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains(".tar"))
+        .ok_or_else(|| fail(format!("{} holds no source tarball in usr/src", info.name)))?;
+    let tree = root.join("linux");
+    fs::create_dir_all(&tree).map_err(io_err(&tree))?;
+    let log_path = dir.join("build.log");
+    let mut log = fs::File::create(&log_path).map_err(io_err(&log_path))?;
+    let mut run = |what: &str, cmd: &mut Command| -> Result<(), KitError> {
+        run_logged(cmd, &mut log, &log_path).map_err(|tail| {
+            fail(format!(
+                "{what} failed; the end of {}:\n{tail}",
+                log_path.display()
+            ))
+        })
+    };
+    run(
+        "unpacking the source",
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&tree)
+            .arg("--strip-components=1"),
+    )?;
+    let _ = fs::remove_dir_all(&pkg);
+    let _ = fs::remove_dir_all(&debs_dir);
+
+    if let Some(ms) = kmemleak_min_age_ms {
+        set_kmemleak_min_age(&tree, *ms).map_err(fail)?;
+    }
+    progress.step(&format!("configuring ({base_config} + {fragment})"));
+    let fragment_path = root.join("fragment.config");
+    fs::write(&fragment_path, &fragment_text).map_err(io_err(&fragment_path))?;
+    let make = |args: &[&str]| {
+        let mut c = Command::new("make");
+        c.current_dir(&tree).args(args).env("LC_ALL", "C");
+        c
+    };
+    run("make tinyconfig", &mut make(&[base_config]))?;
+    run(
+        "merging the fragment",
+        Command::new(tree.join("scripts/kconfig/merge_config.sh"))
+            .current_dir(&tree)
+            .args(["-m", "-O", ".", ".config"])
+            .arg(&fragment_path),
+    )?;
+    run("make olddefconfig", &mut make(&["olddefconfig"]))?;
+    let config = fs::read_to_string(tree.join(".config")).map_err(io_err(&tree))?;
+    let dropped = dropped_options(&fragment_text, &config);
+    if !dropped.is_empty() {
+        return Err(fail(format!(
+            "these options of {fragment} did not survive `make olddefconfig` (their dependencies are unmet): {}",
+            dropped.join(", ")
+        )));
+    }
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    progress.step(&format!(
+        "building the kernel with make -j{jobs} (takes minutes; log: {})",
+        log_path.display()
+    ));
+    run(
+        "building the kernel",
+        &mut make(&[&format!("-j{jobs}"), "bzImage", "modules"]),
+    )?;
+    let release = fs::read_to_string(tree.join("include/config/kernel.release"))
+        .map_err(io_err(&tree))?
+        .trim()
+        .to_string();
+    progress.notice(&format!(
+        "built kernel {release} in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let fragment_hash = {
+        let p = root.join("fragment.config");
+        hash_file(&p).map_err(io_err(&p))?
+    };
+    let kit_name = format!("{}_{}_{}", info.name, info.version, &fragment_hash[..12]);
+    let final_dir = dir.join(&kit_name);
+    let boot = root.join("root/boot");
+    let bin = root.join("root/bin");
+    for d in [&boot, &bin] {
+        fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    let copies = [
+        ("arch/x86/boot/bzImage", format!("vmlinuz-{release}")),
+        ("System.map", format!("System.map-{release}")),
+        (".config", format!("config-{release}")),
+        ("vmlinux", format!("vmlinux-{release}")),
+    ];
+    for (from, to) in copies {
+        let (from, to) = (tree.join(from), boot.join(to));
+        fs::copy(&from, &to).map_err(io_err(&from))?;
+    }
+    fs::copy(&busybox, bin.join("busybox")).map_err(io_err(&busybox))?;
+    let _ = fs::remove_file(&fragment_path);
+    let files = Files {
+        vmlinuz: format!("root/boot/vmlinuz-{release}"),
+        headers: "linux".into(),
+        busybox: "root/bin/busybox".into(),
+    };
+    let record = Record {
+        profile: profile.name.clone(),
+        release: release.clone(),
+        version: info.version.clone(),
+        vmlinuz: final_dir.join(&files.vmlinuz),
+        headers: final_dir.join(&files.headers),
+        busybox: final_dir.join(&files.busybox),
+        files: Some(files),
+    };
+    progress.step("recording the kit's manifest");
+    record::install(root, &record).map_err(io_err(root))?;
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
+    }
+    let staged = staging.keep();
+    fs::rename(&staged, &final_dir).map_err(io_err(&final_dir))?;
+    record::write_atomic(
+        &dir.join("current.json"),
+        &serde_json::to_vec(&Current { kit: kit_name }).expect("serialises"),
+    )
+    .map_err(io_err(&dir))?;
+    Ok(record.kit(&final_dir))
+}
+
+/// Runs `cmd` with its output appended to `log`; on failure returns the
+/// last lines of the log (the part that says what went wrong). The child
+/// dies with modvm, like every other.
+fn run_logged(cmd: &mut Command, log: &mut fs::File, log_path: &Path) -> Result<(), String> {
+    let out = log.try_clone().map_err(|e| e.to_string())?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let _ = writeln!(log, "$ {cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    children::arm(cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    children::register(child.id());
+    let status = child.wait();
+    children::unregister(child.id());
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("({s})\n{}", tail(log_path, 40))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `CONFIG_X=...` lines of the fragment that the final `.config` lacks:
+/// Kconfig drops an option whose dependencies are unmet without a word.
+pub fn dropped_options(fragment: &str, config: &str) -> Vec<String> {
+    let have: std::collections::HashSet<&str> = config.lines().collect();
+    fragment
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("CONFIG_") && l.contains('='))
+        .filter(|l| !have.contains(l))
+        .map(str::to_string)
+        .collect()
+}
+
+/// kmemleak ignores objects younger than `MSECS_MIN_AGE` (5000 ms): a
+/// module's leak would need a 5 s wait after the test. A checked edit of
+/// that one `#define`; an unexpected source says so instead of guessing.
+fn set_kmemleak_min_age(tree: &Path, ms: u32) -> Result<(), String> {
+    let path = tree.join("mm/kmemleak.c");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut found = false;
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            if words.next() == Some("#define") && words.next() == Some("MSECS_MIN_AGE") {
+                found = true;
+                let rest: Vec<&str> = words.skip(1).collect();
+                format!("#define MSECS_MIN_AGE\t\t{ms}\t{}", rest.join(" "))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(format!(
+            "{} has no `#define MSECS_MIN_AGE`; drop `kmemleak_min_age_ms` from the recipe for this kernel",
+            path.display()
+        ));
+    }
+    fs::write(&path, edited.join("\n") + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_options_are_named() {
+        let fragment = "# c\nCONFIG_A=y\nCONFIG_B=y\nCONFIG_N=4\n";
+        let config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_N=4\n";
+        assert_eq!(dropped_options(fragment, config), vec!["CONFIG_B=y"]);
+    }
+
+    #[test]
+    fn kmemleak_edit_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("mm")).unwrap();
+        let f = dir.path().join("mm/kmemleak.c");
+        fs::write(
+            &f,
+            "x\n#define MSECS_MIN_AGE\t\t5000\t/* minimum object age */\ny\n",
+        )
+        .unwrap();
+        set_kmemleak_min_age(dir.path(), 0).unwrap();
+        let t = fs::read_to_string(&f).unwrap();
+        assert!(
+            t.contains("#define MSECS_MIN_AGE\t\t0\t/* minimum object age */"),
+            "{t}"
+        );
+        fs::write(&f, "nothing here\n").unwrap();
+        assert!(set_kmemleak_min_age(dir.path(), 0)
+            .unwrap_err()
+            .contains("MSECS_MIN_AGE"));
+    }
+
+    #[test]
+    fn the_builtin_fragment_turns_on_the_sanitizers() {
+        let text = BUILTIN_FRAGMENTS[0].1;
+        for opt in [
+            "CONFIG_KASAN=y",
+            "CONFIG_DEBUG_KMEMLEAK=y",
+            "CONFIG_PROVE_LOCKING=y",
+        ] {
+            assert!(text.lines().any(|l| l == opt), "{opt}");
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Memory leaks of the modules under test, from kmemleak on kernels that
+//! have it (the `debug` profile).
+//!
+//! At the start of a test kmemleak forgets what the kernel itself leaked
+//! during boot (`clear`); before each `rmmod` it scans twice (it reports an
+//! object only when it was unchanged across two scans) and its report is
+//! read. Only leaks whose allocation backtrace has a frame in one of the
+//! test's modules count. The scan runs while the module is still loaded,
+//! because after `rmmod` its frames have no symbols left to name.
+
+use crate::crash;
+use crate::guest::Guest;
+use crate::klog::KernelLine;
+use crate::outcome::Crash;
+use std::time::{Duration, Instant};
+
+const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+/// Two scans take about 5 s under TCG on the debug kernel.
+const SCAN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Clears kmemleak's findings so far; false when the kernel has none.
+pub fn start(guest: &mut Guest) -> bool {
+    let command = format!("[ -w {KMEMLEAK} ] && echo clear > {KMEMLEAK} && echo kmemleak-on");
+    let tag = crate::console::new_tag("kmemleak-clear");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    match guest.console.run(&tag, &command, deadline, &mut || false) {
+        Ok(out) => out.output.contains("kmemleak-on"),
+        Err(_) => false,
+    }
+}
+
+/// The leaks of `modules` kmemleak finds now (kernel names, as `lsmod`
+/// shows them); the findings are cleared after reading.
+pub fn scan(guest: &mut Guest, modules: &[String]) -> Vec<Crash> {
+    let command = format!(
+        "echo scan > {KMEMLEAK}; echo scan > {KMEMLEAK}; cat {KMEMLEAK}; echo clear > {KMEMLEAK}"
+    );
+    let tag = crate::console::new_tag("kmemleak-scan");
+    let deadline = Instant::now() + SCAN_DEADLINE;
+    let Ok(out) = guest.console.run(&tag, &command, deadline, &mut || false) else {
+        return Vec::new();
+    };
+    let lines: Vec<KernelLine> = out.output.lines().map(KernelLine::parse).collect();
+    let names: Vec<&str> = modules.iter().map(String::as_str).collect();
+    crash::detect_leaks(&lines, &names)
+}
