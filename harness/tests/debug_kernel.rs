@@ -79,3 +79,52 @@ fn sanitizers_catch_what_the_stock_kernel_misses() {
         title("atomic_sleep")
     );
 }
+
+#[test]
+fn a_local_profile_on_the_debug_build_tree_works_like_debug() {
+    let kit = modvm::kernel::cached(
+        &modvm::paths::cache_dir(None),
+        &modvm::kernel::profile::load("debug").unwrap(),
+    )
+    .expect("the debug kernel is built by the setup");
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("mine.json");
+    std::fs::write(
+        &recipe,
+        format!(
+            r#"{{"name": "mine", "compiler": "gcc", "source": {{"kind": "local", "image": "{}", "build": "{}"}}}}"#,
+            kit.headers.join("arch/x86/boot/bzImage").display(),
+            kit.headers.display()
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("r.json");
+    let out = modvm(
+        &[
+            "test",
+            "--accel",
+            "tcg",
+            "--kernel",
+            recipe.to_str().unwrap(),
+            "--json",
+            report.to_str().unwrap(),
+            "module",
+            &module_fixture("uaf"),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let tests = doc["tests"].as_array().unwrap();
+    assert_eq!(tests[0]["status"], "pass", "{}", tests[0]);
+    assert_eq!(tests[0]["kernel"], "mine");
+    assert_eq!(tests[0]["kernel_release"], kit.release.as_str());
+    assert!(
+        tests[1]["crash"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("KASAN: use-after-free"),
+        "{}",
+        tests[1]
+    );
+}
