@@ -14,6 +14,7 @@ use crate::report::{is_stdout, ReportError};
 use crate::runner::{self, RunConfig};
 use crate::{children, paths, plan, prereq, spec};
 
+mod kernels;
 mod matrix;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +42,8 @@ pub enum Command {
     Fetch(KitArgs),
     /// Check the host prerequisites and say how to fix what is missing.
     Doctor(KitArgs),
+    /// List kernel profiles and the cache; fetch, build or prune them.
+    Kernels(kernels::KernelsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -175,6 +178,7 @@ pub fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Doctor(args) => doctor(&args),
+        Command::Kernels(args) => kernels::run(&args),
     }
 }
 

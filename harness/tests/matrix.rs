@@ -190,3 +190,30 @@ fn a_local_tree_that_does_not_match_its_image_is_refused() {
     assert!(out.stderr.contains("9.9.9-other"), "{}", out.all());
     assert!(out.stderr.contains(&kit.release), "{}", out.all());
 }
+
+#[test]
+fn kernels_lists_profiles_and_prune_keeps_the_kit_in_use() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().to_str().unwrap();
+    let out = modvm(&["kernels", "--cache", c], &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    for name in ["debian-6.1-cloud", "debian-6.12-cloud", "debug", "host"] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(name)),
+            "{name}: {}",
+            out.all()
+        );
+    }
+    let profile = cache.path().join("kernels/debian-6.1-cloud");
+    for kit in ["old_1", "new_2"] {
+        std::fs::create_dir_all(profile.join(kit).join("root")).unwrap();
+    }
+    std::fs::write(profile.join("current.json"), r#"{"kit": "new_2"}"#).unwrap();
+    let out = modvm(&["kernels", "prune", "--cache", c], &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(!profile.join("old_1").exists());
+    assert!(profile.join("new_2").exists());
+    let out = modvm(&["kernels", "prune", "--all", "--cache", c], &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(!cache.path().join("kernels").exists());
+}
