@@ -128,3 +128,38 @@ fn a_local_profile_on_the_debug_build_tree_works_like_debug() {
         tests[1]
     );
 }
+
+#[test]
+fn the_matrix_shows_a_leak_on_debug_that_the_stock_kernel_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = modvm(
+        &[
+            "test",
+            "--accel",
+            "tcg",
+            "--kernel",
+            "debian-6.1-cloud,debug",
+            "--json",
+            report.to_str().unwrap(),
+            &module_fixture("leak"),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stdout.contains("leak/load-unload [debian-6.1-cloud]"));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let by_kernel = |k: &str| {
+        doc["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kernel"] == k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_kernel("debian-6.1-cloud")["status"], "pass");
+    let debug = by_kernel("debug");
+    assert_eq!(debug["status"], "crash", "{debug}");
+    assert_eq!(debug["crash"]["title"], "memory leak in leak_alloc");
+}
