@@ -679,6 +679,7 @@ fn prepare_and_run(
                 artifacts: artifacts.join(runner::dir_name(&profile.name)),
                 echo_console: args.console,
                 step_timeout_s: args.step_timeout,
+                kernel_symbols: kit.system_map.clone().zip(kit.vmlinux.clone()),
             },
             tests: plan.tests,
             unbuilt,

@@ -53,7 +53,8 @@ pub struct Frame {
     /// Module the function lives in (`[hello]`), `None` for the kernel proper.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
-    /// Source file of the module under test, when symbolised.
+    /// Source file, when symbolised: of the module under test (relative to
+    /// its directory), or of the kernel tree when the kit has `vmlinux`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -55,6 +55,8 @@ pub struct RunConfig {
     pub echo_console: bool,
     /// Deadline of steps whose spec sets none, in seconds.
     pub step_timeout_s: f64,
+    /// `System.map` and `vmlinux` of the kernel, for kernel frames.
+    pub kernel_symbols: Option<(PathBuf, PathBuf)>,
 }
 
 /// A test ready to run: its spec, the initramfs holding its modules, and
@@ -248,14 +250,7 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
                 name: &name,
                 boot: guest.boot_time,
             });
-            run_steps(
-                &mut guest,
-                test,
-                config.step_timeout_s,
-                &name,
-                &mut result,
-                reporter,
-            );
+            run_steps(&mut guest, test, config, &name, &mut result, reporter);
             if result.status != Status::Pass {
                 result.kernel_tail = guest.klog.tail(TAIL_LINES);
             }
@@ -316,12 +311,14 @@ fn write_artifacts(dir: &Path, test: &PlannedTest, qemu: &QemuConfig) -> std::io
 fn run_steps(
     guest: &mut Guest,
     test: &PlannedTest,
-    step_timeout_s: f64,
+    config: &RunConfig,
     name: &str,
     result: &mut TestResult,
     reporter: &mut dyn Reporter,
 ) {
     result.status = Status::Pass;
+    let step_timeout_s = config.step_timeout_s;
+    let kernel_symbols = config.kernel_symbols.as_ref();
     let mut taint = guest.boot_taint;
     let kmemleak = leaks::start(guest);
     let module_names: Vec<String> = test
@@ -370,7 +367,7 @@ fn run_steps(
                 r.crashes.extend(leaked);
                 r.status = Status::Crash;
             }
-            symbolize_all(&mut r.crashes, &test.modules);
+            symbolize_all(&mut r.crashes, &test.modules, kernel_symbols);
             if r.status != Status::Pass {
                 failed_round = Some(round);
                 result.status = r.status;
@@ -387,9 +384,16 @@ fn run_steps(
     }
 }
 
-fn symbolize_all(crashes: &mut [Crash], modules: &[PathBuf]) {
+fn symbolize_all(
+    crashes: &mut [Crash],
+    modules: &[PathBuf],
+    kernel_symbols: Option<&(PathBuf, PathBuf)>,
+) {
     for c in crashes {
         symbolize::symbolize(&mut c.frames, modules);
+        if let Some((map, vmlinux)) = kernel_symbols {
+            symbolize::symbolize_kernel(&mut c.frames, map, vmlinux);
+        }
     }
 }
 

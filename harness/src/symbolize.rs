@@ -50,6 +50,73 @@ pub fn symbolize(frames: &mut [Frame], modules: &[PathBuf]) {
     }
 }
 
+/// Fills `file` and `line` of the kernel's own frames (no module) from a
+/// kernel built with DWARF: the function's address from `System.map`, plus
+/// the frame's offset, looked up in `vmlinux`. Paths are cut to the
+/// kernel tree (`mm/kasan/report.c`), whatever directory it was built in.
+pub fn symbolize_kernel(frames: &mut [Frame], system_map: &Path, vmlinux: &Path) {
+    let wanted: Vec<usize> = (0..frames.len())
+        .filter(|&i| {
+            frames[i].module.is_none() && frames[i].offset.is_some() && frames[i].line.is_none()
+        })
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let Ok(map) = std::fs::read_to_string(system_map) else {
+        return;
+    };
+    let symbols: HashMap<&str, u64> = map
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr = u64::from_str_radix(f.next()?, 16).ok()?;
+            let _kind = f.next()?;
+            Some((f.next()?, addr))
+        })
+        .collect();
+    let mut lookups: Vec<(usize, u64)> = Vec::new();
+    for i in wanted {
+        let f = &frames[i];
+        let Some(base) = symbols.get(f.function.as_str()) else {
+            continue;
+        };
+        // Return addresses point after their call: look up the byte before.
+        let back = u64::from(i > 0 && f.offset.unwrap_or(0) > 0);
+        lookups.push((i, base + f.offset.unwrap_or(0) - back));
+    }
+    if lookups.is_empty() {
+        return;
+    }
+    let mut cmd = Command::new("addr2line");
+    cmd.args(["-a", "-f", "-i", "-e"]).arg(vmlinux);
+    for (_, a) in &lookups {
+        cmd.arg(format!("{a:#x}"));
+    }
+    let Some(out) = run(&mut cmd) else {
+        return;
+    };
+    let groups = parse_addr2line(&out);
+    if groups.len() != lookups.len() {
+        return;
+    }
+    for ((i, _), locations) in lookups.iter().zip(groups) {
+        // The outermost location is the frame's own function.
+        if let Some(loc) = locations.last() {
+            frames[*i].file = Some(kernel_relative(&loc.file));
+            frames[*i].line = Some(loc.line);
+        }
+    }
+}
+
+/// `…/linux/mm/kasan/report.c` → `mm/kasan/report.c`.
+fn kernel_relative(file: &str) -> String {
+    match file.rfind("/linux/") {
+        Some(i) => file[i + "/linux/".len()..].to_string(),
+        None => file.to_string(),
+    }
+}
+
 fn module_key(name: &str) -> String {
     name.replace('-', "_")
 }
@@ -284,6 +351,15 @@ SYMBOL TABLE:\n\
         );
         assert!(!t.contains_key("_printk"));
         assert!(!t.contains_key("demo.c"));
+    }
+
+    #[test]
+    fn kernel_paths_are_cut_to_the_tree() {
+        assert_eq!(
+            kernel_relative("/cache/kernels/debug/.staging-x/linux/mm/kasan/report.c"),
+            "mm/kasan/report.c"
+        );
+        assert_eq!(kernel_relative("init/main.c"), "init/main.c");
     }
 
     #[test]

@@ -67,6 +67,15 @@ fn sanitizers_catch_what_the_stock_kernel_misses() {
             .any(|f| f["file"].as_str().is_some_and(|p| p.ends_with("uaf.c")) && f["line"].is_u64()),
         "{uaf}"
     );
+    // Kernel frames too, from the debug kit's System.map and vmlinux.
+    assert!(
+        uaf.as_array().unwrap().iter().any(|f| f["module"].is_null()
+            && f["file"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("mm/kasan/"))
+            && f["line"].is_u64()),
+        "{uaf}"
+    );
     assert_eq!(title("leak"), "memory leak in leak_alloc");
     assert!(
         title("lockinv").contains("deadlock"),

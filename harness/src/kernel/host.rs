@@ -29,6 +29,7 @@ pub fn kit(profile: &str, cache: &Path, progress: &mut dyn Progress) -> Result<K
         headers: build.clone(),
         busybox,
         system_map: File::open(&map).is_ok().then_some(map),
+        vmlinux: None,
         identity: Kit::identity_of(&release, &build.join(".config")),
     })
 }

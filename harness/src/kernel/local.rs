@@ -57,6 +57,7 @@ pub fn kit(
         headers: build.clone(),
         busybox,
         system_map: Some(build.join("System.map")).filter(|p| p.is_file()),
+        vmlinux: Some(build.join("vmlinux")).filter(|p| p.is_file()),
         identity: Kit::identity_of(&release, &build.join(".config")),
     })
 }

@@ -31,6 +31,8 @@ pub struct Kit {
     /// `System.map` of the kernel, where the source has one (for
     /// symbolising kernel frames).
     pub system_map: Option<PathBuf>,
+    /// The kernel with DWARF, where the source has it (the `debug` build).
+    pub vmlinux: Option<PathBuf>,
     /// Release plus a hash of the kernel's configuration: modules built
     /// for one kernel are never reused for a rebuilt one.
     pub identity: String,
@@ -110,6 +112,8 @@ impl Record {
             headers: dir.join(&files.headers),
             busybox: dir.join(&files.busybox),
             system_map: Some(dir.join(format!("root/boot/System.map-{}", self.release)))
+                .filter(|p| p.is_file()),
+            vmlinux: Some(dir.join(format!("root/boot/vmlinux-{}", self.release)))
                 .filter(|p| p.is_file()),
             identity: Kit::identity_of(
                 &self.release,
