@@ -6,7 +6,9 @@
 #   3. panic latency: from the panic's first line reaching modvm to the
 #      verdict (panic_init fixture);
 #   4. timeout overshoot: how long after a 3 s step deadline the test has
-#      its verdict (guest killed, logs collected).
+#      its verdict (guest killed, logs collected), for a command that sleeps
+#      and for one that prints without end (`yes`);
+#   5. console throughput: a step that prints 1 MB.
 #
 #   scripts/bench.sh [runs]      (default 8; medians, min and max)
 #
@@ -32,7 +34,7 @@ field() { # json file, python expression over `d`
 
 cache=${MODVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modvm}
 vmlinuz=$(ls "$cache"/kernels/debian-6.1-cloud/linux-image-*/root/boot/vmlinuz-* | head -1)
-initrd="$out/build/debian-6.1-cloud/hello.cpio"
+initrd=$(ls "$out"/build/debian-6.1-cloud/hello-*.cpio | head -1)
 
 bare=() whole=() boots=()
 for _ in $(seq "$runs"); do
@@ -65,6 +67,18 @@ for _ in $(seq "$runs"); do
 	"$bin" test --accel tcg --out "$out" -q --json "$out/hang.json" "$hang" >/dev/null || true
 	overshoot+=("$(field "$out/hang.json" 'd["tests"][0]["duration_ms"] - d["tests"][0]["boot_ms"] - 3000')")
 done
+cat >"$hang/modvm.json" <<'JSON'
+{"suite": "flood", "tests": [
+  {"name": "yes", "steps": [{"run": "yes", "timeout_s": 3}]},
+  {"name": "mb", "steps": [{"run": "yes | head -c 1000000", "timeout_s": 120}]}
+]}
+JSON
+flood=() mb=()
+for _ in $(seq "$runs"); do
+	"$bin" test --accel tcg --out "$out" -q --json "$out/flood.json" "$hang" >/dev/null || true
+	flood+=("$(field "$out/flood.json" 'd["tests"][0]["steps"][0]["duration_ms"] - 3000')")
+	mb+=("$(field "$out/flood.json" 'd["tests"][1]["steps"][0]["duration_ms"]')")
+done
 rm -rf "$hang"
 
 echo "bare QEMU boot to poweroff:       $(printf '%s\n' "${bare[@]}" | stats)"
@@ -72,4 +86,6 @@ echo "modvm test hello, whole command:  $(printf '%s\n' "${whole[@]}" | stats)"
 echo "  of which boot to guest shell:   $(printf '%s\n' "${boots[@]}" | stats)"
 echo "panic to verdict:                 $(printf '%s\n' "${panics[@]}" | stats)"
 echo "timeout past a 3 s deadline:      $(printf '%s\n' "${overshoot[@]}" | stats)"
+echo "  same, command printing (yes):   $(printf '%s\n' "${flood[@]}" | stats)"
+echo "1 MB of output through the shell: $(printf '%s\n' "${mb[@]}" | stats)"
 echo "runs: $runs; host: $(nproc) cores; $(qemu-system-x86_64 --version | head -1)"
