@@ -34,7 +34,7 @@ field() { # json file, python expression over `d`
 
 cache=${MODVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modvm}
 vmlinuz=$(ls "$cache"/kernels/debian-6.1-cloud/linux-image-*/root/boot/vmlinuz-* | head -1)
-initrd=$(ls "$out"/build/debian-6.1-cloud/hello-*.cpio | head -1)
+initrd=$(ls "$out"/build/debian-6.1-cloud/module-*.cpio | head -1)
 
 bare=() whole=() boots=()
 for _ in $(seq "$runs"); do

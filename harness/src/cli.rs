@@ -680,6 +680,7 @@ fn prepare_and_run(
                 echo_console: args.console,
                 step_timeout_s: args.step_timeout,
                 kernel_symbols: kit.system_map.clone().zip(kit.vmlinux.clone()),
+                kmemleak: kit.has_option("CONFIG_DEBUG_KMEMLEAK"),
             },
             tests: plan.tests,
             unbuilt,

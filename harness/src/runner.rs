@@ -57,6 +57,8 @@ pub struct RunConfig {
     pub step_timeout_s: f64,
     /// `System.map` and `vmlinux` of the kernel, for kernel frames.
     pub kernel_symbols: Option<(PathBuf, PathBuf)>,
+    /// The kernel has kmemleak: scan for the modules' leaks.
+    pub kmemleak: bool,
 }
 
 /// A test ready to run: its spec, the initramfs holding its modules, and
@@ -320,7 +322,7 @@ fn run_steps(
     let step_timeout_s = config.step_timeout_s;
     let kernel_symbols = config.kernel_symbols.as_ref();
     let mut taint = guest.boot_taint;
-    let kmemleak = leaks::start(guest);
+    let kmemleak = config.kmemleak && leaks::start(guest);
     let module_names: Vec<String> = test
         .modules
         .iter()

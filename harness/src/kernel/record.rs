@@ -39,6 +39,13 @@ pub struct Kit {
 }
 
 impl Kit {
+    /// Whether the kernel was configured with `option` (`CONFIG_…`) built
+    /// in, from the build tree's `.config`; false when it cannot be read.
+    pub fn has_option(&self, option: &str) -> bool {
+        std::fs::read_to_string(self.headers.join(".config"))
+            .is_ok_and(|c| c.lines().any(|l| l == format!("{option}=y")))
+    }
+
     /// `<release>+<hash of config>`; the release alone when no
     /// configuration file can be read.
     pub fn identity_of(release: &str, config: &Path) -> String {

@@ -1,7 +1,8 @@
 //! Memory leaks of the modules under test, from kmemleak on kernels that
 //! have it (the `debug` profile).
 //!
-//! At the start of a test kmemleak forgets what the kernel itself leaked
+//! Only kernels configured with kmemleak pay for this (the kit's `.config`
+//! says). At the start of a test kmemleak forgets what the kernel itself leaked
 //! during boot (`clear`); before each `rmmod` it scans twice (it reports an
 //! object only when it was unchanged across two scans) and its report is
 //! read. Only leaks whose allocation backtrace has a frame in one of the
