@@ -35,7 +35,14 @@ fn sanitizers_catch_what_the_stock_kernel_misses() {
         report.to_string_lossy().into_owned(),
         "module".into(),
     ];
-    for f in ["uaf", "leak", "lockinv", "atomic_sleep", "clean_bug_word"] {
+    for f in [
+        "uaf",
+        "leak",
+        "lockinv",
+        "atomic_sleep",
+        "sleep_in_atomic",
+        "clean_bug_word",
+    ] {
         args.push(module_fixture(f));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -86,6 +93,19 @@ fn sanitizers_catch_what_the_stock_kernel_misses() {
         title("atomic_sleep").contains("atomic"),
         "{}",
         title("atomic_sleep")
+    );
+    assert_eq!(
+        title("sleep_in_atomic"),
+        "BUG: sleeping function called from invalid context in sleep_in_atomic_init"
+    );
+    let frames = &test_of(&doc, "sleep_in_atomic")["crash"]["frames"];
+    assert!(
+        frames
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["file"] == "sleep_in_atomic.c" && f["line"] == 20),
+        "{frames}"
     );
 }
 

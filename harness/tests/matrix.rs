@@ -19,29 +19,50 @@ fn json_of(path: &Path, out: &Output) -> serde_json::Value {
 fn hello_runs_on_each_kernel_and_every_result_names_its_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
+    let junit = dir.path().join("j.xml");
     let out = modvm(
         &[
             "test",
             "--accel",
             "tcg",
             "--kernel",
-            BOTH,
+            &format!("{BOTH},debug"),
             "--json",
             report.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+            "--ktap",
             "module",
         ],
         &[],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("hello/load-unload [debian-6.1-cloud]"));
-    assert!(out.stdout.contains("hello/load-unload [debian-6.12-cloud]"));
+    for k in ["debian-6.1-cloud", "debian-6.12-cloud", "debug"] {
+        let name = format!("hello/load-unload [{k}]");
+        assert!(out.stderr.contains(&name), "terminal: {}", out.all());
+        assert!(
+            out.stdout.contains(&format!(
+                "ok {}",
+                1 + ["debian-6.1-cloud", "debian-6.12-cloud", "debug"]
+                    .iter()
+                    .position(|x| *x == k)
+                    .unwrap()
+            )),
+            "{}",
+            out.all()
+        );
+        assert!(out.stdout.contains(&name), "KTAP: {}", out.all());
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains(&format!("load-unload [{k}]")), "JUnit: {xml}");
+    }
     let doc = json_of(&report, &out);
     let tests = doc["tests"].as_array().unwrap();
-    assert_eq!(tests.len(), 2);
-    for (t, (profile, release)) in tests
-        .iter()
-        .zip([("debian-6.1-cloud", "6.1."), ("debian-6.12-cloud", "6.12.")])
-    {
+    assert_eq!(tests.len(), 3);
+    for (t, (profile, release)) in tests.iter().zip([
+        ("debian-6.1-cloud", "6.1."),
+        ("debian-6.12-cloud", "6.12."),
+        ("debug", "6.1."),
+    ]) {
         assert_eq!(t["name"], "hello/load-unload");
         assert_eq!(t["kernel"], profile);
         assert_eq!(t["status"], "pass", "{t}");
