@@ -23,18 +23,7 @@ fn test_of<'a>(report: &'a serde_json::Value, suite: &str) -> &'a serde_json::Va
 
 #[test]
 fn sanitizers_catch_what_the_stock_kernel_misses() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("r.json");
-    let mut args = vec![
-        "test".to_string(),
-        "--accel".into(),
-        "tcg".into(),
-        "--kernel".into(),
-        "debug".into(),
-        "--json".into(),
-        report.to_string_lossy().into_owned(),
-        "module".into(),
-    ];
+    let mut args = vec!["--kernel".to_string(), "debug".into(), "module".into()];
     for f in [
         "uaf",
         "leak",
@@ -46,9 +35,8 @@ fn sanitizers_catch_what_the_stock_kernel_misses() {
         args.push(module_fixture(f));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = modvm(&args, &[]);
+    let (out, doc) = test_with_report(&args);
     assert_eq!(out.code, 1, "{}", out.all());
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
 
     // A clean module, and one that prints "BUG" itself, pass on a noisy kernel.
     for suite in ["hello", "clean_bug_word"] {
@@ -127,23 +115,13 @@ fn a_local_profile_on_the_debug_build_tree_works_like_debug() {
         ),
     )
     .unwrap();
-    let report = dir.path().join("r.json");
-    let out = modvm(
-        &[
-            "test",
-            "--accel",
-            "tcg",
-            "--kernel",
-            recipe.to_str().unwrap(),
-            "--json",
-            report.to_str().unwrap(),
-            "module",
-            &module_fixture("uaf"),
-        ],
-        &[],
-    );
+    let (out, doc) = test_with_report(&[
+        "--kernel",
+        recipe.to_str().unwrap(),
+        "module",
+        &module_fixture("uaf"),
+    ]);
     assert_eq!(out.code, 1, "{}", out.all());
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let tests = doc["tests"].as_array().unwrap();
     assert_eq!(tests[0]["status"], "pass", "{}", tests[0]);
     assert_eq!(tests[0]["kernel"], "mine");
@@ -160,33 +138,14 @@ fn a_local_profile_on_the_debug_build_tree_works_like_debug() {
 
 #[test]
 fn the_matrix_shows_a_leak_on_debug_that_the_stock_kernel_passes() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("r.json");
-    let out = modvm(
-        &[
-            "test",
-            "--accel",
-            "tcg",
-            "--kernel",
-            "debian-6.1-cloud,debug",
-            "--json",
-            report.to_str().unwrap(),
-            &module_fixture("leak"),
-        ],
-        &[],
-    );
+    let (out, doc) = test_with_report(&[
+        "--kernel",
+        "debian-6.1-cloud,debug",
+        &module_fixture("leak"),
+    ]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.stdout.contains("leak/load-unload [debian-6.1-cloud]"));
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let by_kernel = |k: &str| {
-        doc["tests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["kernel"] == k)
-            .unwrap()
-            .clone()
-    };
+    let by_kernel = |k: &str| result_where(&doc, "kernel", k);
     assert_eq!(by_kernel("debian-6.1-cloud")["status"], "pass");
     let debug = by_kernel("debug");
     assert_eq!(debug["status"], "crash", "{debug}");

@@ -6,36 +6,21 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 
 const BOTH: &str = "debian-6.1-cloud,debian-6.12-cloud";
-
-fn json_of(path: &Path, out: &Output) -> serde_json::Value {
-    let text = std::fs::read(path).unwrap_or_else(|e| panic!("no report: {e}\n{}", out.all()));
-    serde_json::from_slice(&text).unwrap()
-}
 
 #[test]
 fn hello_runs_on_each_kernel_and_every_result_names_its_kernel() {
     let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("r.json");
     let junit = dir.path().join("j.xml");
-    let out = modvm(
-        &[
-            "test",
-            "--accel",
-            "tcg",
-            "--kernel",
-            &format!("{BOTH},debug"),
-            "--json",
-            report.to_str().unwrap(),
-            "--junit",
-            junit.to_str().unwrap(),
-            "--ktap",
-            "module",
-        ],
-        &[],
-    );
+    let (out, doc) = test_with_report(&[
+        "--kernel",
+        &format!("{BOTH},debug"),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--ktap",
+        "module",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
     for k in ["debian-6.1-cloud", "debian-6.12-cloud", "debug"] {
         let name = format!("hello/load-unload [{k}]");
@@ -55,7 +40,6 @@ fn hello_runs_on_each_kernel_and_every_result_names_its_kernel() {
         let xml = std::fs::read_to_string(&junit).unwrap();
         assert!(xml.contains(&format!("load-unload [{k}]")), "JUnit: {xml}");
     }
-    let doc = json_of(&report, &out);
     let tests = doc["tests"].as_array().unwrap();
     assert_eq!(tests.len(), 3);
     for (t, (profile, release)) in tests.iter().zip([
@@ -82,32 +66,9 @@ fn hello_runs_on_each_kernel_and_every_result_names_its_kernel() {
 
 #[test]
 fn an_api_change_builds_on_one_kernel_and_fails_the_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("r.json");
-    let out = modvm(
-        &[
-            "test",
-            "--accel",
-            "tcg",
-            "--kernel",
-            BOTH,
-            "--json",
-            report.to_str().unwrap(),
-            &module_fixture("api_class"),
-        ],
-        &[],
-    );
+    let (out, doc) = test_with_report(&["--kernel", BOTH, &module_fixture("api_class")]);
     assert_eq!(out.code, 1, "{}", out.all());
-    let doc = json_of(&report, &out);
-    let status = |k: &str| {
-        doc["tests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["kernel"] == k)
-            .unwrap_or_else(|| panic!("no result for {k}: {doc}"))
-            .clone()
-    };
+    let status = |k: &str| result_where(&doc, "kernel", k);
     assert_eq!(status("debian-6.1-cloud")["status"], "pass");
     let broken = status("debian-6.12-cloud");
     assert_eq!(broken["status"], "error");
@@ -163,7 +124,7 @@ fn the_host_kernel_is_used_or_refused_naming_the_release_and_path() {
         &["test", "--accel", "tcg", "--kernel", "host", "module"],
         &[],
     );
-    if std::fs::File::open(&image).is_ok() && Path::new(&build).is_file() {
+    if std::fs::File::open(&image).is_ok() && std::path::Path::new(&build).is_file() {
         // A host with its kernel's image and headers: it boots.
         assert_eq!(out.code, 0, "{}", out.all());
     } else {

@@ -2,7 +2,7 @@
 //! `-common` tree and `linux-kbuild`) and busybox-static, downloaded with
 //! apt into private state and extracted with `dpkg-deb`.
 
-use super::record::{self, Current, Record};
+use super::record::{self, Record};
 use super::{io_err, KernelProfile, Kit, KitError, Progress};
 use crate::apt::{self, Apt, PackageInfo};
 use std::fs;
@@ -106,27 +106,7 @@ pub(super) fn fetch(
     progress.step("recording the kit's manifest");
     record::install(staging.path(), &record).map_err(io_err(staging.path()))?;
 
-    let previous = fs::read(dir.join("current.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Current>(&b).ok())
-        .map(|c| dir.join(c.kit))
-        .filter(|p| replaces_damaged && *p != final_dir);
-    if final_dir.exists() {
-        // A refresh or repair that resolved to the kit we already have.
-        fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
-    }
-    let staged_dir = staging.keep();
-    fs::rename(&staged_dir, &final_dir).map_err(io_err(&final_dir))?;
-    record::write_atomic(
-        &dir.join("current.json"),
-        &serde_json::to_vec(&Current { kit: kit_name }).expect("serialises"),
-    )
-    .map_err(io_err(&dir))?;
-    if let Some(old) = previous {
-        // A damaged kit that the new one replaces is of no use to anyone.
-        let _ = fs::remove_dir_all(old);
-    }
-    Ok(record.kit(&final_dir))
+    super::commit_kit(&dir, staging, &kit_name, &record, replaces_damaged)
 }
 
 /// Follows a meta-package (e.g. `linux-image-cloud-amd64`) to the versioned

@@ -193,6 +193,44 @@ fn ensure_cached(
     Ok(kit)
 }
 
+/// Makes a finished staging directory the profile's kit: renamed into
+/// place whole, then named by `current.json` (written atomically), so a
+/// reader sees the old kit or the new one, never half of one. With
+/// `replaces_damaged`, the kit it supersedes is removed.
+pub(crate) fn commit_kit(
+    dir: &Path,
+    staging: tempfile::TempDir,
+    kit_name: &str,
+    record: &record::Record,
+    replaces_damaged: bool,
+) -> Result<Kit, KitError> {
+    let final_dir = dir.join(kit_name);
+    let previous = fs::read(dir.join("current.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<record::Current>(&b).ok())
+        .map(|c| dir.join(c.kit))
+        .filter(|p| replaces_damaged && *p != final_dir);
+    if final_dir.exists() {
+        // A refresh or repair that resolved to the kit we already have.
+        fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
+    }
+    let staged = staging.keep();
+    fs::rename(&staged, &final_dir).map_err(io_err(&final_dir))?;
+    record::write_atomic(
+        &dir.join("current.json"),
+        &serde_json::to_vec(&record::Current {
+            kit: kit_name.to_string(),
+        })
+        .expect("serialises"),
+    )
+    .map_err(io_err(dir))?;
+    if let Some(old) = previous {
+        // A damaged kit that the new one replaces is of no use to anyone.
+        let _ = fs::remove_dir_all(old);
+    }
+    Ok(record.kit(&final_dir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

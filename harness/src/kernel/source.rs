@@ -10,7 +10,7 @@
 use super::busybox;
 use super::manifest::hash_file;
 use super::profile::{KernelProfile, Source};
-use super::record::{self, Current, Files, Record};
+use super::record::{self, Files, Record};
 use super::{io_err, Kit, KitError, Progress};
 use crate::apt::{self, Apt};
 use crate::children;
@@ -237,17 +237,7 @@ pub(super) fn build(
     };
     progress.step("recording the kit's manifest");
     record::install(root, &record).map_err(io_err(root))?;
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
-    }
-    let staged = staging.keep();
-    fs::rename(&staged, &final_dir).map_err(io_err(&final_dir))?;
-    record::write_atomic(
-        &dir.join("current.json"),
-        &serde_json::to_vec(&Current { kit: kit_name }).expect("serialises"),
-    )
-    .map_err(io_err(&dir))?;
-    Ok(record.kit(&final_dir))
+    super::commit_kit(&dir, staging, &kit_name, &record, false)
 }
 
 /// Runs `cmd` with its output appended to `log`; on failure returns the

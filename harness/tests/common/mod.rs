@@ -26,6 +26,29 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// Runs `modvm test --accel tcg --json <tmp> ARGS…` and returns its output
+/// and the parsed report (the test fails when no report was written).
+pub fn test_with_report(args: &[&str]) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let mut all = vec!["test", "--accel", "tcg", "--json", report.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = modvm(&all, &[]);
+    let text = std::fs::read(&report).unwrap_or_else(|e| panic!("no report: {e}\n{}", out.all()));
+    (out, serde_json::from_slice(&text).unwrap())
+}
+
+/// The result in `report` whose `field` equals `value`.
+pub fn result_where(report: &serde_json::Value, field: &str, value: &str) -> serde_json::Value {
+    report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t[field] == value)
+        .unwrap_or_else(|| panic!("no test with {field} = {value}: {report}"))
+        .clone()
+}
+
 /// The path of a fixture module directory (`harness/tests/fixtures/modules`).
 pub fn module_fixture(name: &str) -> String {
     repo()
