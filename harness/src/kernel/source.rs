@@ -34,6 +34,7 @@ const BUILD_TOOLS: &[(&str, &str)] = &[
     ("bc", "bc"),
     ("/usr/include/gelf.h", "libelf-dev"),
     ("perl", "perl"),
+    ("xz", "xz-utils"),
 ];
 
 /// The fragment's text: a file beside a user's recipe, or a built-in one.
