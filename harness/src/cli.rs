@@ -310,14 +310,7 @@ macro_rules! out {
 
 fn doctor(args: &KitArgs) -> Result<bool> {
     let profiles = matrix::profiles(&args.kernel, &mut say)?;
-    let mut tools = Vec::new();
-    for p in &profiles {
-        for t in prereq::required(&p.compiler) {
-            if !tools.contains(&t) {
-                tools.push(t);
-            }
-        }
-    }
+    let tools = matrix::tools(&profiles);
     let mut ok = true;
     for t in &tools {
         match prereq::find(&t.program) {
@@ -569,14 +562,7 @@ fn prepare_and_run(
     }
     let profiles = matrix::profiles(&args.kit.kernel, &mut say)?;
     matrix::check_spec_kernels(&specs, &profiles)?;
-    let mut tools = Vec::new();
-    for p in &profiles {
-        for t in prereq::required(&p.compiler) {
-            if !tools.contains(&t) {
-                tools.push(t);
-            }
-        }
-    }
+    let mut tools = matrix::tools(&profiles);
     if args.qemu != Path::new("qemu-system-x86_64") {
         tools.retain(|t| t.program != "qemu-system-x86_64");
     }

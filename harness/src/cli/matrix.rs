@@ -6,6 +6,7 @@ use crate::kernel::profile::{self, KernelProfile, Source};
 use crate::kernel::{host, Kit};
 use crate::outcome::{Status, TestResult};
 use crate::plan::Unbuilt;
+use crate::prereq;
 use crate::spec::{LoadedSpec, SpecError};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -49,6 +50,19 @@ pub fn profiles(arg: &str, say: &mut dyn FnMut(&str)) -> Result<Vec<KernelProfil
         }
     }
     Ok(out)
+}
+
+/// The host tools the profiles need, each once.
+pub fn tools(profiles: &[KernelProfile]) -> Vec<prereq::Tool> {
+    let mut tools = Vec::new();
+    for p in profiles {
+        for t in prereq::required(&p.compiler) {
+            if !tools.contains(&t) {
+                tools.push(t);
+            }
+        }
+    }
+    tools
 }
 
 /// A spec's `kernels` may name built-in profiles and those of this run; any

@@ -9,8 +9,14 @@ use crate::lock::Lock;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// `<cache>/busybox/busybox`, fetched when missing or damaged.
-pub fn ensure(cache: &Path, progress: &mut dyn Progress) -> Result<PathBuf, KitError> {
+/// `<cache>/busybox/busybox`, fetched when missing or damaged. `updated`
+/// is apt state whose lists the caller has just updated (so they are not
+/// updated twice); without it the cache's own is updated when needed.
+pub fn ensure(
+    cache: &Path,
+    updated: Option<&Apt>,
+    progress: &mut dyn Progress,
+) -> Result<PathBuf, KitError> {
     let dir = cache.join("busybox");
     let target = dir.join("busybox");
     if whole_elf(&target).is_ok() {
@@ -31,9 +37,16 @@ pub fn ensure(cache: &Path, progress: &mut dyn Progress) -> Result<PathBuf, KitE
             target.display()
         ));
     }
-    let apt = Apt::new(&cache.join("apt"));
-    progress.step("updating private package lists from the host's apt sources");
-    apt.update(&mut |m: &str| progress.notice(m))?;
+    let own;
+    let apt = match updated {
+        Some(apt) => apt,
+        None => {
+            own = Apt::new(&cache.join("apt"));
+            progress.step("updating private package lists from the host's apt sources");
+            own.update(&mut |m: &str| progress.notice(m))?;
+            &own
+        }
+    };
     let package = apt.show("busybox-static")?;
     let staging = tempfile::Builder::new()
         .prefix(".staging-")

@@ -43,13 +43,7 @@ pub(super) fn fetch(
     }
     packages.push(apt.show("busybox-static")?);
 
-    let dir = record::profile_dir(cache, &profile.name);
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    record::remove_stale_staging(&dir);
-    let staging = tempfile::Builder::new()
-        .prefix(".staging-")
-        .tempdir_in(&dir)
-        .map_err(io_err(&dir))?;
+    let (dir, staging) = super::begin_kit(cache, &profile.name)?;
     let debs_dir = staging.path().join("debs");
     fs::create_dir_all(&debs_dir).map_err(io_err(&debs_dir))?;
     let total: u64 = packages.iter().map(|p| p.size).sum();

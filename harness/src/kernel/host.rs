@@ -9,6 +9,31 @@ use std::path::{Path, PathBuf};
 
 /// The host kernel's kit; `Err` names the release and the missing path.
 pub fn kit(profile: &str, cache: &Path, progress: &mut dyn Progress) -> Result<Kit, KitError> {
+    let (release, image, build) = located()?;
+    let busybox = busybox::ensure(cache, None, progress)?;
+    let map = PathBuf::from(format!("/boot/System.map-{release}"));
+    Ok(Kit {
+        profile: profile.to_string(),
+        identity: Kit::identity_of(&release, &build.join(".config")),
+        release,
+        version: "host".into(),
+        dir: build.clone(),
+        vmlinuz: image,
+        headers: build,
+        busybox,
+        system_map: File::open(&map).is_ok().then_some(map),
+        vmlinux: None,
+    })
+}
+
+/// Why the running kernel cannot be used, if it cannot (no fetch, no
+/// writes): for `--kernel all` and `doctor`.
+pub fn problem() -> Option<String> {
+    located().err().map(|e| e.to_string())
+}
+
+/// The running kernel's release, image and build tree, checked usable.
+fn located() -> Result<(String, PathBuf, PathBuf), KitError> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .map_err(|e| KitError::Host {
@@ -18,34 +43,7 @@ pub fn kit(profile: &str, cache: &Path, progress: &mut dyn Progress) -> Result<K
     let image = PathBuf::from(format!("/boot/vmlinuz-{release}"));
     let build = PathBuf::from(format!("/lib/modules/{release}/build"));
     check(&release, &image, &build)?;
-    let busybox = busybox::ensure(cache, progress)?;
-    let map = PathBuf::from(format!("/boot/System.map-{release}"));
-    Ok(Kit {
-        profile: profile.to_string(),
-        release: release.clone(),
-        version: "host".into(),
-        dir: build.clone(),
-        vmlinuz: image,
-        headers: build.clone(),
-        busybox,
-        system_map: File::open(&map).is_ok().then_some(map),
-        vmlinux: None,
-        identity: Kit::identity_of(&release, &build.join(".config")),
-    })
-}
-
-/// Why the running kernel cannot be used, if it cannot (no fetch, no
-/// writes): for `--kernel all`.
-pub fn problem() -> Option<String> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    let release = release.trim();
-    check(
-        release,
-        Path::new(&format!("/boot/vmlinuz-{release}")),
-        Path::new(&format!("/lib/modules/{release}/build")),
-    )
-    .err()
-    .map(|e| e.to_string())
+    Ok((release, image, build))
 }
 
 /// Says exactly what is missing or unreadable, and what to do.

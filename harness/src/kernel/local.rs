@@ -47,7 +47,7 @@ pub fn kit(
             build.display()
         )));
     }
-    let busybox = busybox::ensure(cache, progress)?;
+    let busybox = busybox::ensure(cache, None, progress)?;
     Ok(Kit {
         profile: profile.name.clone(),
         release: release.clone(),

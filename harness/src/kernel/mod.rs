@@ -193,6 +193,23 @@ fn ensure_cached(
     Ok(kit)
 }
 
+/// The profile's cache directory and a fresh staging directory in it for
+/// a kit being installed; what interrupted installs left there is removed
+/// (a `.staging-*` directory is never a kit). [`commit_kit`] finishes it.
+pub(crate) fn begin_kit(
+    cache: &Path,
+    profile: &str,
+) -> Result<(PathBuf, tempfile::TempDir), KitError> {
+    let dir = record::profile_dir(cache, profile);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    record::remove_stale_staging(&dir);
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&dir)
+        .map_err(io_err(&dir))?;
+    Ok((dir, staging))
+}
+
 /// Makes a finished staging directory the profile's kit: renamed into
 /// place whole, then named by `current.json` (written atomically), so a
 /// reader sees the old kit or the new one, never half of one. With

@@ -95,19 +95,13 @@ pub(super) fn build(
         )));
     }
     let fragment_text = fragment_text(profile, fragment)?;
-    let busybox = busybox::ensure(cache, progress)?;
     let apt = Apt::new(&cache.join("apt"));
     progress.step("updating private package lists from the host's apt sources");
     apt.update(&mut |m: &str| progress.notice(m))?;
+    let busybox = busybox::ensure(cache, Some(&apt), progress)?;
     let info = apt.show(package)?;
 
-    let dir = record::profile_dir(cache, &profile.name);
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    record::remove_stale_staging(&dir);
-    let staging = tempfile::Builder::new()
-        .prefix(".staging-")
-        .tempdir_in(&dir)
-        .map_err(io_err(&dir))?;
+    let (dir, staging) = super::begin_kit(cache, &profile.name)?;
     let root = staging.path();
     progress.step(&format!(
         "downloading {} ({:.1} MiB)",

@@ -22,12 +22,8 @@ const SCAN_DEADLINE: Duration = Duration::from_secs(60);
 /// Clears kmemleak's findings so far; false when the kernel has none.
 pub fn start(guest: &mut Guest) -> bool {
     let command = format!("[ -w {KMEMLEAK} ] && echo clear > {KMEMLEAK} && echo kmemleak-on");
-    let tag = crate::console::new_tag("kmemleak-clear");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    match guest.console.run(&tag, &command, deadline, &mut || false) {
-        Ok(out) => out.output.contains("kmemleak-on"),
-        Err(_) => false,
-    }
+    quietly(guest, "kmemleak-clear", &command, Duration::from_secs(10))
+        .is_some_and(|output| output.contains("kmemleak-on"))
 }
 
 /// The leaks of `modules` kmemleak finds now (kernel names, as `lsmod`
@@ -36,12 +32,23 @@ pub fn scan(guest: &mut Guest, modules: &[String]) -> Vec<Crash> {
     let command = format!(
         "echo scan > {KMEMLEAK}; echo scan > {KMEMLEAK}; cat {KMEMLEAK}; echo clear > {KMEMLEAK}"
     );
-    let tag = crate::console::new_tag("kmemleak-scan");
-    let deadline = Instant::now() + SCAN_DEADLINE;
-    let Ok(out) = guest.console.run(&tag, &command, deadline, &mut || false) else {
+    let Some(output) = quietly(guest, "kmemleak-scan", &command, SCAN_DEADLINE) else {
         return Vec::new();
     };
-    let lines: Vec<KernelLine> = out.output.lines().map(KernelLine::parse).collect();
+    let lines: Vec<KernelLine> = output.lines().map(KernelLine::parse).collect();
     let names: Vec<&str> = modules.iter().map(String::as_str).collect();
     crash::detect_leaks(&lines, &names)
+}
+
+/// Runs a command of modvm's own (not a step of the spec) and returns its
+/// output; `None` when it did not finish, which the step that follows
+/// will then report.
+fn quietly(guest: &mut Guest, id: &str, command: &str, timeout: Duration) -> Option<String> {
+    let tag = crate::console::new_tag(id);
+    let deadline = Instant::now() + timeout;
+    guest
+        .console
+        .run(&tag, command, deadline, &mut || false)
+        .ok()
+        .map(|out| out.output)
 }
