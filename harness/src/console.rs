@@ -367,6 +367,7 @@ const GATHER: Duration = Duration::from_micros(500);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
 
     /// A console whose "guest" is the other end of a socket pair.
     fn pair() -> (Console, UnixStream) {
@@ -496,20 +497,6 @@ mod tests {
         let _ = t.join();
     }
 
-    /// xorshift64*: a seeded, repeatable source of adversarial input.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Random bytes mixed with pieces of the protocol (markers of other
     /// tags, truncated markers, stray framing bytes).
     fn hostile_payload(rng: &mut Rng, id: &str) -> Vec<u8> {
@@ -528,7 +515,7 @@ mod tests {
             match rng.below(4) {
                 0 => p.extend_from_slice(pieces[rng.below(pieces.len())]),
                 1 => p.extend_from_slice(format!("\x1eend {id} 0 0\x1e\n").as_bytes()),
-                _ => p.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
+                _ => p.extend((0..rng.below(64)).map(|_| rng.next_u64() as u8)),
             }
         }
         p
@@ -540,7 +527,7 @@ mod tests {
         for round in 0..200 {
             let (mut c, mut g) = pair();
             let payload = hostile_payload(&mut rng, "1");
-            let seed = rng.next();
+            let seed = rng.next_u64();
             let sent = payload.clone();
             let t = std::thread::spawn(move || {
                 let tag = read_tag(&mut g);

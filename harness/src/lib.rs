@@ -26,6 +26,8 @@ pub mod plan;
 pub mod prereq;
 pub mod qemu;
 pub mod report;
+#[doc(hidden)]
+pub mod rng;
 pub mod runner;
 pub mod sockdir;
 pub mod spec;

@@ -7,14 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn fixture(name: &str) -> String {
-    repo()
-        .join("harness/tests/fixtures/modules")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// Schema violations of a real report (docs/report.schema.json).
 fn schema_errors(report: &Value) -> Vec<String> {
     let schema: Value =
@@ -28,35 +20,15 @@ fn schema_errors(report: &Value) -> Vec<String> {
 
 /// Runs `modvm test` on fixtures (in order) and returns (exit code, report).
 fn run(fixtures: &[&str], extra: &[&str]) -> (Output, Value) {
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let report_path = report.path().to_str().unwrap().to_string();
-    let paths: Vec<String> = fixtures.iter().map(|f| fixture(f)).collect();
-    let mut args = vec!["test", "--accel", "tcg", "--json", &report_path];
-    args.extend(extra);
+    let paths: Vec<String> = fixtures.iter().map(|f| module_fixture(f)).collect();
+    let mut args: Vec<&str> = extra.to_vec();
     args.extend(paths.iter().map(String::as_str));
-    let out = modvm(&args, &[]);
-    let json = serde_json::from_slice(&std::fs::read(report.path()).unwrap())
-        .unwrap_or_else(|e| panic!("report is JSON ({e}): {}", out.all()));
-    (out, json)
-}
-
-fn test<'a>(report: &'a Value, suite: &str) -> &'a Value {
-    report["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| {
-            t["name"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("{suite}/"))
-        })
-        .unwrap_or_else(|| panic!("no test of {suite} in {report:#}"))
+    test_with_report(&args)
 }
 
 /// Asserts a crash: status, title, and the module frame's `file:line`.
 fn assert_crash(report: &Value, suite: &str, title: &str, place: Option<(&str, &str, u64)>) {
-    let t = test(report, suite);
+    let t = result_of_suite(report, suite);
     assert_eq!(t["status"], "crash", "{suite}: {t:#}");
     let got = t["crash"]["title"].as_str().unwrap_or_default();
     assert_eq!(got, title, "{suite}");
@@ -142,7 +114,7 @@ fn each_fixture_is_caught_titled_and_located() {
     // go unseen there, and must not be invented.
     for clean in ["clean_bug_word", "uaf", "oob"] {
         assert_eq!(
-            test(&report, clean)["status"],
+            result_of_suite(&report, clean)["status"],
             "pass",
             "{clean}: {report:#}"
         );
@@ -156,9 +128,9 @@ fn each_fixture_is_caught_titled_and_located() {
 fn a_crash_does_not_spill_into_the_next_test() {
     let (out, report) = run(&["panic_init", "null_exit", "clean_bug_word"], &[]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert_eq!(test(&report, "panic_init")["status"], "crash");
-    assert_eq!(test(&report, "null_exit")["status"], "crash");
-    let clean = test(&report, "clean_bug_word");
+    assert_eq!(result_of_suite(&report, "panic_init")["status"], "crash");
+    assert_eq!(result_of_suite(&report, "null_exit")["status"], "crash");
+    let clean = result_of_suite(&report, "clean_bug_word");
     assert_eq!(clean["status"], "pass", "{clean:#}");
     assert!(clean["crash"].is_null(), "{clean:#}");
     assert!(
@@ -210,7 +182,7 @@ fn expected_crash_passes_and_a_missing_one_fails() {
 fn panic_on_warn_turns_a_warning_into_a_panic() {
     let (out, report) = run(&["warn_exit"], &["--panic-on-warn"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    let t = test(&report, "warn_exit");
+    let t = result_of_suite(&report, "warn_exit");
     assert_eq!(t["status"], "crash");
     assert_eq!(t["crash"]["fatal"], true, "{t:#}");
     assert!(

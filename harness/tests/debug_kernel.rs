@@ -7,20 +7,6 @@ mod common;
 
 use common::*;
 
-fn test_of<'a>(report: &'a serde_json::Value, suite: &str) -> &'a serde_json::Value {
-    report["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| {
-            t["name"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("{suite}/"))
-        })
-        .unwrap_or_else(|| panic!("no test of {suite}: {report}"))
-}
-
 #[test]
 fn sanitizers_catch_what_the_stock_kernel_misses() {
     let mut args = vec!["--kernel".to_string(), "debug".into(), "module".into()];
@@ -40,12 +26,12 @@ fn sanitizers_catch_what_the_stock_kernel_misses() {
 
     // A clean module, and one that prints "BUG" itself, pass on a noisy kernel.
     for suite in ["hello", "clean_bug_word"] {
-        let t = test_of(&doc, suite);
+        let t = result_of_suite(&doc, suite);
         assert_eq!(t["status"], "pass", "{suite}: {t}");
         assert_eq!(t["kernel"], "debug");
     }
     let title = |suite: &str| {
-        let t = test_of(&doc, suite);
+        let t = result_of_suite(&doc, suite);
         assert_eq!(t["status"], "crash", "{suite}: {t}");
         t["crash"]["title"].as_str().unwrap().to_string()
     };
@@ -54,7 +40,7 @@ fn sanitizers_catch_what_the_stock_kernel_misses() {
         "{}",
         title("uaf")
     );
-    let uaf = &test_of(&doc, "uaf")["crash"]["frames"];
+    let uaf = &result_of_suite(&doc, "uaf")["crash"]["frames"];
     assert!(
         uaf.as_array()
             .unwrap()
@@ -86,7 +72,7 @@ fn sanitizers_catch_what_the_stock_kernel_misses() {
         title("sleep_in_atomic"),
         "BUG: sleeping function called from invalid context in sleep_in_atomic_init"
     );
-    let frames = &test_of(&doc, "sleep_in_atomic")["crash"]["frames"];
+    let frames = &result_of_suite(&doc, "sleep_in_atomic")["crash"]["frames"];
     assert!(
         frames
             .as_array()

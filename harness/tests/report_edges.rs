@@ -54,10 +54,9 @@ fn read_junit(path: &Path) -> quick_junit::Report {
     quick_junit::Report::deserialize_from_str(&text).expect("valid JUnit XML")
 }
 
-#[test]
-fn a_spec_error_still_writes_reports_that_say_the_run_failed() {
-    let module = module_copy();
-    std::fs::write(module.path().join("modvm.json"), "{ \"tests\": [ }\n").unwrap();
+/// `modvm test MODULE` asking for a JSON and a JUnit report; returns the
+/// output and both reports, read back.
+fn test_with_both_reports(module: &Path) -> (Output, Value, quick_junit::Report) {
     let dir = tempfile::tempdir().unwrap();
     let (json, junit) = (dir.path().join("r.json"), dir.path().join("j.xml"));
     let out = run(&[
@@ -66,15 +65,21 @@ fn a_spec_error_still_writes_reports_that_say_the_run_failed() {
         json.to_str().unwrap(),
         "--junit",
         junit.to_str().unwrap(),
-        module.path().to_str().unwrap(),
+        module.to_str().unwrap(),
     ]);
+    (out, read_json(&json), read_junit(&junit))
+}
+
+#[test]
+fn a_spec_error_still_writes_reports_that_say_the_run_failed() {
+    let module = module_copy();
+    std::fs::write(module.path().join("modvm.json"), "{ \"tests\": [ }\n").unwrap();
+    let (out, doc, report) = test_with_both_reports(module.path());
     assert_eq!(out.code, 2, "{}", out.all());
-    let doc = read_json(&json);
     assert_eq!(doc["summary"]["ok"], false, "{doc:#}");
     let error = doc["error"].as_str().expect("an error message");
     assert!(error.contains("modvm.json"), "{error}");
     assert_eq!(doc["interrupted"], false);
-    let report = read_junit(&junit);
     assert_eq!(report.errors, 1, "the failure shows as an error case");
 }
 
@@ -85,16 +90,7 @@ fn a_build_error_writes_reports_and_prints_the_compiler_output_once() {
     let mut text = std::fs::read_to_string(&c).unwrap();
     text.push_str("int modvm_broken(void) { return undeclared_thing; }\n");
     std::fs::write(&c, text).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (json, junit) = (dir.path().join("r.json"), dir.path().join("j.xml"));
-    let out = run(&[
-        "test",
-        "--json",
-        json.to_str().unwrap(),
-        "--junit",
-        junit.to_str().unwrap(),
-        module.path().to_str().unwrap(),
-    ]);
+    let (out, doc, report) = test_with_both_reports(module.path());
     assert_eq!(out.code, 2, "{}", out.all());
     let said = out
         .stderr
@@ -106,13 +102,11 @@ fn a_build_error_writes_reports_and_prints_the_compiler_output_once() {
             .count();
     assert_eq!(said, 1, "the compiler's error once: {}", out.all());
 
-    let doc = read_json(&json);
     assert_eq!(doc["summary"]["ok"], false, "{doc:#}");
     assert_eq!(doc["summary"]["not_run"], 1, "{doc:#}");
     assert_eq!(doc["tests"][0]["name"], "hello/load-unload");
     assert_eq!(doc["tests"][0]["status"], "not_run");
     assert!(doc["error"].as_str().unwrap().contains("undeclared_thing"));
-    let report = read_junit(&junit);
     assert_eq!((report.tests, report.errors), (2, 1));
 }
 

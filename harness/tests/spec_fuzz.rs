@@ -3,26 +3,9 @@
 //! generator keeps failures reproducible; the seed and input of a failing
 //! case are in the panic message.
 
+use modvm::rng::Rng;
 use modvm::spec::{self, SpecError};
 use std::path::Path;
-
-/// xorshift64*: small, seeded, good enough to shake a parser.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 /// Valid specs to mutate, so mutations reach deep into the format.
 const SEEDS: &[&str] = &[
@@ -95,7 +78,7 @@ fn mutate(rng: &mut Rng, base: &str) -> String {
             3 => {
                 let n = rng.below(8);
                 for _ in 0..n {
-                    bytes.insert(at.min(bytes.len()), rng.next() as u8);
+                    bytes.insert(at.min(bytes.len()), rng.next_u64() as u8);
                 }
             }
             _ => {
@@ -111,7 +94,7 @@ fn mutate(rng: &mut Rng, base: &str) -> String {
 
 fn random_bytes(rng: &mut Rng) -> String {
     let n = rng.below(256);
-    let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+    let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 

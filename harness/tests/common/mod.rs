@@ -38,6 +38,21 @@ pub fn test_with_report(args: &[&str]) -> (Output, serde_json::Value) {
     (out, serde_json::from_slice(&text).unwrap())
 }
 
+/// The (first) result of suite `suite` in `report`.
+pub fn result_of_suite<'a>(report: &'a serde_json::Value, suite: &str) -> &'a serde_json::Value {
+    report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{suite}/"))
+        })
+        .unwrap_or_else(|| panic!("no test of {suite} in {report:#}"))
+}
+
 /// The result in `report` whose `field` equals `value`.
 pub fn result_where(report: &serde_json::Value, field: &str, value: &str) -> serde_json::Value {
     report["tests"]
