@@ -1,6 +1,7 @@
 //! The command line: parses arguments, prepares a run, hands it to the runner.
 
 use crate::accel::{self, AccelMode};
+use crate::guest::launcher::{Cold, Launcher, Restore};
 use crate::guest::{Guest, GuestLogs};
 use crate::kernel::profile::{self, KernelProfile};
 use crate::kernel::{self, Kit};
@@ -19,6 +20,7 @@ mod matrix;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -97,6 +99,10 @@ pub struct TestArgs {
     /// Guest CPUs for tests whose spec sets no `smp` (1 to 16).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=spec::MAX_SMP as i64))]
     pub smp: u32,
+    /// Boot every guest instead of restoring a saved one (the saved guests
+    /// live in the cache under `snapshots/`).
+    #[arg(long)]
+    pub cold: bool,
     /// Extra kernel command-line parameters.
     #[arg(long, default_value = "")]
     pub append: String,
@@ -637,6 +643,8 @@ fn prepare_and_run(
             memory_mib: memory,
             smp: args.smp,
             console_socket: PathBuf::new(),
+            qmp_socket: None,
+            incoming: None,
         };
         if let Some(first) = plan.tests.first() {
             qemu.initrd = first.initrd.clone();
@@ -667,6 +675,7 @@ fn prepare_and_run(
                 step_timeout_s: args.step_timeout,
                 kernel_symbols: kit.system_map.clone().zip(kit.vmlinux.clone()),
                 kmemleak: kit.has_option("CONFIG_DEBUG_KMEMLEAK"),
+                launcher: launcher(args, &profile, &kit),
             },
             tests: plan.tests,
             unbuilt,
@@ -686,6 +695,19 @@ fn prepare_and_run(
     };
     reporters.0.insert(0, Box::new(human));
     Ok((runner::run(&runs, &artifacts, reporters), unbuilt_count))
+}
+
+/// Cold boots with `--cold`, else restores of saved guests in the cache.
+fn launcher(args: &TestArgs, profile: &KernelProfile, kit: &Kit) -> Arc<dyn Launcher> {
+    if args.cold {
+        return Arc::new(Cold);
+    }
+    Arc::new(Restore::new(
+        paths::cache_dir(args.kit.cache.clone()).join("snapshots"),
+        &profile.name,
+        kit.busybox.clone(),
+        Box::new(say),
+    ))
 }
 
 /// Boots one guest under KVM with a short deadline.

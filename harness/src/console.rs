@@ -40,6 +40,9 @@ const QUEUED_CHUNKS: usize = 64;
 /// Largest single read from the socket.
 const CHUNK: usize = 64 * 1024;
 
+/// Base64 characters per line of a file sent to the guest.
+const FILE_LINE: usize = 1024;
+
 /// Bytes kept from before the ready marker, for diagnostics only.
 const PREAMBLE_KEEP: usize = 4096;
 
@@ -179,10 +182,51 @@ impl Console {
         abort: &mut dyn FnMut() -> bool,
     ) -> Result<CommandOutput, ConsoleError> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(command);
+        self.send(format!("s {tag} {encoded}\n").as_bytes())?;
+        self.exchange(tag, deadline, abort, &[])
+    }
+
+    /// Writes `data` into the guest file `path` (appending), through the
+    /// protocol's `r` exchange: base64 lines the init's `head | base64 -d`
+    /// reads after it printed the begin marker. Lines stay far below the
+    /// tty's 4095-byte canonical limit, and each call should carry at most
+    /// some tens of KiB, so the guest's tty buffers never overflow.
+    pub fn write_file(
+        &mut self,
+        tag: &str,
+        path: &str,
+        data: &[u8],
+        deadline: Instant,
+    ) -> Result<CommandOutput, ConsoleError> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+        let mut body = Vec::with_capacity(encoded.len() + encoded.len() / FILE_LINE + 1);
+        for line in encoded.as_bytes().chunks(FILE_LINE) {
+            body.extend_from_slice(line);
+            body.push(b'\n');
+        }
+        let lines = encoded.len().div_ceil(FILE_LINE);
+        let header = base64::engine::general_purpose::STANDARD.encode(format!("{lines} {path}"));
+        self.send(format!("r {tag} {header}\n").as_bytes())?;
+        self.exchange(tag, deadline, &mut || false, &body)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {
         self.writer
-            .write_all(format!("s {tag} {encoded}\n").as_bytes())
+            .write_all(bytes)
             .and_then(|_| self.writer.flush())
-            .map_err(|e| ConsoleError::Io(e.to_string()))?;
+            .map_err(|e| ConsoleError::Io(e.to_string()))
+    }
+
+    /// Waits for the begin marker of `tag`, sends `after_begin` (input the
+    /// guest reads only once it announced the exchange), then collects the
+    /// output up to the end marker.
+    fn exchange(
+        &mut self,
+        tag: &str,
+        deadline: Instant,
+        abort: &mut dyn FnMut() -> bool,
+        after_begin: &[u8],
+    ) -> Result<CommandOutput, ConsoleError> {
         let mut poll = Poll::new(deadline);
         let mut capture = Capture::default();
 
@@ -193,6 +237,9 @@ impl Console {
         loop {
             if let Some(p) = finder.find(&self.pending) {
                 self.consume_marker(p + begin.len());
+                if !after_begin.is_empty() {
+                    self.send(after_begin)?;
+                }
                 break;
             }
             let keep = begin.len() - 1;

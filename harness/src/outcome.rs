@@ -137,6 +137,10 @@ pub struct TestResult {
     pub status: Status,
     pub duration_ms: u64,
     pub boot_ms: Option<u64>,
+    /// Whether the guest was booted or restored from a snapshot (`None`
+    /// when no guest started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest: Option<crate::guest::launcher::Start>,
     pub steps: Vec<StepResult>,
     /// Test-level reason (boot failure, crash, timeout).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,6 +178,7 @@ impl TestResult {
             status: Status::NotRun,
             duration_ms: 0,
             boot_ms: None,
+            guest: None,
             steps: Vec::new(),
             message: Some(format!("not run: {why}")),
             crash: None,

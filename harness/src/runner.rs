@@ -8,6 +8,7 @@
 use crate::children;
 use crate::console::{self, ConsoleError};
 use crate::crash;
+use crate::guest::launcher::{LaunchRequest, Launcher};
 use crate::guest::{BootError, Guest, GuestLogs};
 use crate::klog::{marker, KernelLine, KernelLog};
 use crate::outcome::{Crash, Event, Reporter, Status, StepResult, Summary, TestResult};
@@ -59,6 +60,8 @@ pub struct RunConfig {
     pub kernel_symbols: Option<(PathBuf, PathBuf)>,
     /// The kernel has kmemleak: scan for the modules' leaks.
     pub kmemleak: bool,
+    /// Boots or restores each test's guest.
+    pub launcher: std::sync::Arc<dyn Launcher>,
 }
 
 /// A test ready to run: its spec, the initramfs holding its modules, and
@@ -217,6 +220,7 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
         status: Status::Error,
         duration_ms: 0,
         boot_ms: None,
+        guest: None,
         steps: Vec::new(),
         message: None,
         crash: None,
@@ -234,19 +238,26 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
         return result;
     }
     let mut qemu = config.qemu.clone();
-    qemu.initrd = test.initrd.clone();
     if let Some(n) = test.spec.smp {
         qemu.smp = n;
     }
-    qemu.extra_cmdline = format!("{} {}", qemu.extra_cmdline, test.spec.kernel_args());
-    if let Err(e) = write_artifacts(&dir, test, &qemu) {
+    if let Err(e) = write_artifacts(&dir, test) {
         result.message = Some(format!("cannot write artifacts to {}: {e}", dir.display()));
         return result;
     }
     let mut logs = GuestLogs::in_dir(&dir);
     logs.echo = config.echo_console;
-    match Guest::boot(&qemu, &logs, config.boot_timeout) {
-        Ok(mut guest) => {
+    let request = LaunchRequest {
+        qemu: &qemu,
+        initrd: &test.initrd,
+        modules: &test.modules,
+        switches: test.spec.switches(),
+        logs: &logs,
+        timeout: config.boot_timeout,
+    };
+    match config.launcher.launch(&request) {
+        Ok((mut guest, start)) => {
+            result.guest = Some(start);
             result.boot_ms = Some(guest.boot_time.as_millis() as u64);
             reporter.event(&Event::Booted {
                 name: &name,
@@ -301,13 +312,12 @@ fn apply_expect_crash(spec: &TestSpec, result: &mut TestResult) {
     }
 }
 
-fn write_artifacts(dir: &Path, test: &PlannedTest, qemu: &QemuConfig) -> std::io::Result<()> {
+fn write_artifacts(dir: &Path, test: &PlannedTest) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("spec.json"),
         serde_json::to_vec_pretty(&test.spec).expect("spec serialises"),
-    )?;
-    std::fs::write(dir.join("qemu-cmdline.txt"), qemu.display() + "\n")
+    )
 }
 
 fn run_steps(
@@ -798,6 +808,7 @@ mod tests {
             status,
             duration_ms: 0,
             boot_ms: None,
+            guest: None,
             steps: Vec::new(),
             message: None,
             crash: title.map(|t| Crash {

@@ -83,16 +83,13 @@ impl TestSpec {
         step.timeout_s.or(self.step_timeout_s).unwrap_or(default)
     }
 
-    /// Kernel parameters the test asks for.
-    pub fn kernel_args(&self) -> String {
-        let mut a = Vec::new();
-        if self.panic_on_warn {
-            a.push("panic_on_warn=1");
+    /// The test's kernel switches (command line on a cold boot, `/proc/sys`
+    /// after a restore).
+    pub fn switches(&self) -> crate::guest::deliver::Switches {
+        crate::guest::deliver::Switches {
+            panic_on_warn: self.panic_on_warn,
+            panic_on_oops: self.panic_on_oops,
         }
-        if self.panic_on_oops {
-            a.push("oops=panic");
-        }
-        a.join(" ")
     }
 
     /// Whether the test runs on `profile`.

@@ -191,9 +191,26 @@ fn check_entry(dir: &Path, e: &Entry) -> Option<Problem> {
 /// is defined here (not borrowed from `std`, whose hasher may change between
 /// Rust releases) so that a manifest stays valid across modvm builds.
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    // The hashed files are at most a few MiB: read each whole.
+    use std::io::Read;
+    // Read in blocks whose size is a multiple of the word size, so the
+    // result is that of hashing the whole file at once, in bounded memory
+    // (guest snapshots are tens of MiB).
+    let mut file = fs::File::open(path)?;
     let mut state = Hash64::new();
-    state.update(&fs::read(path)?);
+    let mut block = vec![0u8; 1 << 20];
+    loop {
+        let mut filled = 0;
+        while filled < block.len() {
+            match file.read(&mut block[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        state.update(&block[..filled]);
+        if filled < block.len() {
+            break;
+        }
+    }
     Ok(format!("{:016x}", state.finish()))
 }
 

@@ -147,6 +147,10 @@ fn test_case(suite: &str, case: &str, t: &TestResult) -> TestCase {
     if let Some(b) = t.boot_ms {
         tc.add_property(("boot_ms", b.to_string().as_str()));
     }
+    if let Some(g) = t.guest {
+        let g = serde_json::to_value(g).unwrap_or_default();
+        tc.add_property(("guest", g.as_str().unwrap_or_default()));
+    }
     if !matches!(t.status, Status::Pass | Status::Skip | Status::NotRun) {
         tc.set_system_out(system_out(t));
     }

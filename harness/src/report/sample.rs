@@ -41,6 +41,7 @@ fn test(name: &str, status: Status, duration_ms: u64, boot_ms: Option<u64>) -> T
         status,
         duration_ms,
         boot_ms,
+        guest: boot_ms.map(|_| crate::guest::launcher::Start::Restored),
         steps: Vec::new(),
         message: None,
         crash: None,

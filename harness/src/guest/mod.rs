@@ -1,8 +1,13 @@
 //! One throw-away guest: a QEMU process, its shell console and its kernel log.
 //!
-//! This is the single seam through which a test gets a running guest, so a
-//! later fast path (restoring a snapshot instead of booting) replaces
-//! [`Guest::boot`] without touching the runner.
+//! A test gets its guest from a [`launcher::Launcher`]: a cold boot
+//! ([`Guest::boot`]) or a restore of a saved guest ([`snapshot`]); the
+//! runner does not know which.
+
+pub mod deliver;
+pub mod launcher;
+pub mod qmp;
+pub mod snapshot;
 
 use crate::children;
 use crate::console::{Console, ConsoleError};
@@ -47,6 +52,8 @@ pub struct GuestLogs {
     pub console: PathBuf,
     pub kernel: PathBuf,
     pub qemu_stderr: PathBuf,
+    /// The QEMU command line as run, for people re-running it by hand.
+    pub cmdline: PathBuf,
     /// Also stream both to stderr (`--console`).
     pub echo: bool,
 }
@@ -58,6 +65,7 @@ impl GuestLogs {
             console: dir.join("console.log"),
             kernel: dir.join("kernel.log"),
             qemu_stderr: dir.join("qemu.stderr"),
+            cmdline: dir.join("qemu-cmdline.txt"),
             echo: false,
         }
     }
@@ -74,6 +82,7 @@ pub struct Guest {
     pub boot_taint: u64,
     pub boot_time: Duration,
     stderr_path: PathBuf,
+    qmp_socket: Option<PathBuf>,
     // Holds the console socket's directory until the guest is gone.
     _run_dir: tempfile::TempDir,
 }
@@ -90,9 +99,32 @@ impl Guest {
     ) -> Result<Guest, BootError> {
         let started = Instant::now();
         let deadline = started + timeout;
+        let mut guest = Guest::start(config, logs, deadline)?;
+        match guest.console.wait_ready(deadline) {
+            Ok((release, taint)) => {
+                guest.release = release;
+                guest.boot_taint = taint;
+                guest.boot_time = started.elapsed();
+                Ok(guest)
+            }
+            Err(e) => Err(guest.failed(e, timeout)),
+        }
+    }
+
+    /// Starts QEMU and connects its console, without waiting for anything
+    /// from the guest (a restored guest has no ready marker to print).
+    pub fn start(
+        config: &QemuConfig,
+        logs: &GuestLogs,
+        deadline: Instant,
+    ) -> Result<Guest, BootError> {
         let run_dir = crate::sockdir::create()?;
         let mut config = config.clone();
         config.console_socket = run_dir.path().join("ttyS0.sock");
+        if config.qmp_socket.is_some() {
+            config.qmp_socket = Some(run_dir.path().join("qmp.sock"));
+        }
+        std::fs::write(&logs.cmdline, config.display() + "\n")?;
 
         let mut cmd = Command::new(&config.binary);
         cmd.args(config.args())
@@ -113,16 +145,11 @@ impl Guest {
                 logs.echo.then_some("kernel| "),
             ),
         );
-
-        let mut guest_parts = (child, klog);
-        let stream = match connect(&config.console_socket, &mut guest_parts.0, deadline) {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let stream = match connect(&config.console_socket, &mut child, deadline) {
             Ok(s) => s,
-            Err(e) => {
-                let (child, _) = guest_parts;
-                return Err(finish_failed_boot(child, &logs.qemu_stderr, e, timeout));
-            }
+            Err(e) => return Err(finish_failed_boot(child, &logs.qemu_stderr, e, timeout)),
         };
-        let (child, klog) = guest_parts;
         let console = Console::new(
             stream,
             LogSink::new(
@@ -130,7 +157,7 @@ impl Guest {
                 logs.echo.then_some("guest | "),
             ),
         )?;
-        let mut guest = Guest {
+        Ok(Guest {
             child,
             console,
             klog,
@@ -138,28 +165,29 @@ impl Guest {
             boot_taint: 0,
             boot_time: Duration::ZERO,
             stderr_path: logs.qemu_stderr.clone(),
+            qmp_socket: config.qmp_socket.clone(),
             _run_dir: run_dir,
-        };
-        match guest.console.wait_ready(deadline) {
-            Ok((release, taint)) => {
-                guest.release = release;
-                guest.boot_taint = taint;
-                guest.boot_time = started.elapsed();
-                Ok(guest)
-            }
-            Err(e) => {
-                if let Some(status) = guest.wait_exit(Duration::from_millis(200)) {
-                    return Err(BootError::QemuExited {
-                        status,
-                        stderr: read_trimmed(&guest.stderr_path),
-                    });
-                }
-                Err(match e {
-                    ConsoleError::Timeout { .. } => BootError::Timeout(timeout),
-                    other => BootError::Console(other.to_string()),
-                })
-            }
+        })
+    }
+
+    /// Why the guest did not come up, after a failed wait on its console:
+    /// QEMU's own exit and error when it ended, else the console's failure.
+    pub fn failed(mut self, e: ConsoleError, timeout: Duration) -> BootError {
+        if let Some(status) = self.wait_exit(Duration::from_millis(200)) {
+            return BootError::QemuExited {
+                status,
+                stderr: read_trimmed(&self.stderr_path),
+            };
         }
+        match e {
+            ConsoleError::Timeout { .. } => BootError::Timeout(timeout),
+            other => BootError::Console(other.to_string()),
+        }
+    }
+
+    /// The QEMU monitor's socket, when the guest was started with one.
+    pub fn qmp_socket(&self) -> Option<&Path> {
+        self.qmp_socket.as_deref()
     }
 
     /// QEMU's exit status if it has exited within `grace`.

@@ -1,0 +1,277 @@
+//! Getting a test's modules and switches into a guest restored from a
+//! snapshot, whose initramfs holds no module and whose kernel command line
+//! was fixed when it was saved.
+//!
+//! The channel is the shell console itself (the only device every saved
+//! guest has): each module goes over as gzip, base64 lines (`r` exchanges
+//! of the init protocol). Debug information is stripped first: the guest
+//! never reads it (the host symbolises crash frames from the original file),
+//! and it is most of a Debian-built module: hello.ko goes from 109 KiB to
+//! 1.3 KiB on the wire. The guest then unpacks each file and prints its
+//! size and SHA-256, which must equal those of the stripped module before
+//! the test may load it.
+
+use super::Guest;
+use crate::console::{self, CommandOutput, ConsoleError};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Bytes of gzip per `r` exchange: far below what the guest's tty layer
+/// buffers (its flip buffers hold 640 KiB), so nothing is dropped however
+/// slowly the guest reads.
+const CHUNK: usize = 32 * 1024;
+
+/// Signed modules end with this; stripping would break the signature.
+const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
+
+/// One module as it travels.
+#[derive(Debug)]
+pub struct Payload {
+    /// File name in the guest's `/modules`.
+    pub name: String,
+    pub gzip: Vec<u8>,
+    /// Size and SHA-256 (hex) of the file the guest must end up with.
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("cannot read module {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the restored guest did not answer: {0}")]
+    Console(#[from] ConsoleError),
+    #[error("sending {name} to the guest failed (exit status {status}): {output}")]
+    Transfer {
+        name: String,
+        status: i32,
+        output: String,
+    },
+    #[error("{name} arrived damaged: {detail}")]
+    Mismatch { name: String, detail: String },
+}
+
+/// Per-test switches the kernel command line would carry on a cold boot.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Switches {
+    pub panic_on_warn: bool,
+    pub panic_on_oops: bool,
+}
+
+/// Prepared payloads, kept for the run: every test of a module directory
+/// sends the same files, and parallel workers share them.
+#[derive(Default)]
+pub struct Payloads {
+    ready: Mutex<HashMap<PathBuf, (std::time::SystemTime, Arc<Payload>)>>,
+}
+
+impl Payloads {
+    pub fn get(&self, module: &Path) -> Result<Arc<Payload>, DeliverError> {
+        let read = |source| DeliverError::Read {
+            path: module.to_path_buf(),
+            source,
+        };
+        let modified = std::fs::metadata(module)
+            .and_then(|m| m.modified())
+            .map_err(read)?;
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((when, p)) = ready.get(module) {
+            if *when == modified {
+                return Ok(p.clone());
+            }
+        }
+        let payload = Arc::new(prepare(module).map_err(read)?);
+        ready.insert(module.to_path_buf(), (modified, payload.clone()));
+        Ok(payload)
+    }
+}
+
+/// Strips, hashes and compresses one module.
+pub fn prepare(module: &Path) -> std::io::Result<Payload> {
+    let original = std::fs::read(module)?;
+    let data = strip_debug(module, &original).unwrap_or(original);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&data)?;
+    Ok(Payload {
+        name: module
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        gzip: gz.finish()?,
+        size: data.len() as u64,
+        sha256: hex(&Sha256::digest(&data)),
+    })
+}
+
+/// The module without its debug sections, or `None` when it is signed or
+/// `objcopy` cannot do it (then the whole file goes: slower, still right).
+fn strip_debug(module: &Path, original: &[u8]) -> Option<Vec<u8>> {
+    if original.ends_with(SIGNATURE_MAGIC) {
+        return None;
+    }
+    let out = tempfile::NamedTempFile::new().ok()?;
+    let ok = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(module)
+        .arg(out.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| std::fs::read(out.path()).ok())
+        .flatten()
+        .filter(|d| !d.is_empty())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends `payloads` into the guest's `/modules`, checks what arrived, sets
+/// the switches and the guest's clock; returns the taint mask afterwards.
+pub fn deliver(
+    guest: &mut Guest,
+    payloads: &[Arc<Payload>],
+    switches: Switches,
+    deadline: Instant,
+) -> Result<u64, DeliverError> {
+    let mut script = Vec::new();
+    for (i, p) in payloads.iter().enumerate() {
+        let staged = format!("/tmp/.modvm-in-{i}");
+        for (n, chunk) in p.gzip.chunks(CHUNK).enumerate() {
+            let tag = console::new_tag(&format!("send{i}.{n}"));
+            let out = guest.console.write_file(&tag, &staged, chunk, deadline)?;
+            if out.exit != 0 {
+                return Err(DeliverError::Transfer {
+                    name: p.name.clone(),
+                    status: out.exit,
+                    output: out.output.trim().to_string(),
+                });
+            }
+        }
+        let name = crate::qemu::shell_quote(&format!("/modules/{}", p.name));
+        script.push(format!(
+            "gunzip -c {staged} > {name} && rm -f {staged} && echo \"modvm-file $(wc -c < {name}) $(sha256sum {name})\" || echo modvm-file failed"
+        ));
+    }
+    if switches.panic_on_warn {
+        script.push("echo 1 > /proc/sys/kernel/panic_on_warn".into());
+    }
+    if switches.panic_on_oops {
+        script.push("echo 1 > /proc/sys/kernel/panic_on_oops".into());
+    }
+    // The saved guest's clock stopped when it was saved.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    script.push(format!("date -s @{now} > /dev/null"));
+    let tag = console::new_tag("setup");
+    let out = guest
+        .console
+        .run(&tag, &script.join("\n"), deadline, &mut || false)?;
+    check_arrivals(payloads, &out)?;
+    Ok(out.taint)
+}
+
+/// Compares the guest's `modvm-file <size> <sha256> <path>` lines with what
+/// was sent.
+fn check_arrivals(payloads: &[Arc<Payload>], out: &CommandOutput) -> Result<(), DeliverError> {
+    let reports: Vec<&str> = out
+        .output
+        .lines()
+        .filter_map(|l| l.strip_prefix("modvm-file "))
+        .collect();
+    for (i, p) in payloads.iter().enumerate() {
+        let mismatch = |detail: String| DeliverError::Mismatch {
+            name: p.name.clone(),
+            detail,
+        };
+        let Some(report) = reports.get(i) else {
+            return Err(mismatch(format!(
+                "the guest did not report it: {}",
+                out.output.trim()
+            )));
+        };
+        let mut fields = report.split_whitespace();
+        let size = fields.next().and_then(|s| s.parse::<u64>().ok());
+        let sha = fields.next().unwrap_or("");
+        if size != Some(p.size) {
+            return Err(mismatch(format!(
+                "{} bytes instead of {}",
+                size.map_or_else(|| "an unknown number of".into(), |s| s.to_string()),
+                p.size
+            )));
+        }
+        if sha != p.sha256 {
+            return Err(mismatch(format!("SHA-256 {sha} instead of {}", p.sha256)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(data: &[u8]) -> Arc<Payload> {
+        Arc::new(Payload {
+            name: "m.ko".into(),
+            gzip: Vec::new(),
+            size: data.len() as u64,
+            sha256: hex(&Sha256::digest(data)),
+        })
+    }
+
+    fn output(text: &str) -> CommandOutput {
+        CommandOutput {
+            exit: 0,
+            output: text.into(),
+            dropped: 0,
+            taint: 0,
+        }
+    }
+
+    #[test]
+    fn arrivals_must_match_size_and_hash() {
+        let p = payload(b"abc");
+        let sha = &p.sha256;
+        let one = std::slice::from_ref(&p);
+        let good = output(&format!("modvm-file 3 {sha}  /modules/m.ko\n"));
+        assert!(check_arrivals(one, &good).is_ok());
+        let short = output(&format!("modvm-file 2 {sha}  /modules/m.ko\n"));
+        let e = check_arrivals(one, &short).unwrap_err().to_string();
+        assert!(e.contains("2 bytes instead of 3"), "{e}");
+        let other = output("modvm-file 3 00ff  /modules/m.ko\n");
+        let e = check_arrivals(one, &other).unwrap_err().to_string();
+        assert!(e.contains("SHA-256 00ff"), "{e}");
+        let failed = output("modvm-file failed\ngunzip: corrupted data\n");
+        assert!(check_arrivals(one, &failed).is_err());
+        assert!(check_arrivals(one, &output("")).is_err());
+    }
+
+    #[test]
+    fn prepared_payload_unpacks_to_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.ko");
+        // Not an ELF file: objcopy fails and the file goes whole.
+        std::fs::write(&f, b"not an elf file").unwrap();
+        let p = prepare(&f).unwrap();
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&p.gzip[..]), &mut back)
+            .unwrap();
+        assert_eq!(back, b"not an elf file");
+        assert_eq!(p.size, back.len() as u64);
+        assert_eq!(p.sha256, hex(&Sha256::digest(&back)));
+        assert_eq!(p.name, "x.ko");
+    }
+}

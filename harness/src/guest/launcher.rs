@@ -1,0 +1,332 @@
+//! Where a test's guest comes from: the runner asks a [`Launcher`] for a
+//! ready guest and does not know whether it was booted or restored.
+//!
+//! * [`Cold`] boots QEMU on the test's own initramfs (its modules inside)
+//!   with the test's switches on the kernel command line.
+//! * [`Restore`] starts QEMU from a snapshot of a booted base guest (made
+//!   on first use, then cached), sends the modules over the console, checks
+//!   them and sets the switches through `/proc/sys`. A snapshot that cannot
+//!   be restored is made again once; if that fails too, the run boots cold
+//!   from then on and says why in one line.
+//!
+//! Every guest, restored or booted, starts from a pristine kernel: nothing a
+//! test does reaches the snapshot, which is only ever read.
+
+use super::deliver::{self, Payloads, Switches};
+use super::qmp::{Qmp, QmpError};
+use super::snapshot::{Recipe, Snapshot, SnapshotError};
+use super::{BootError, Guest, GuestLogs};
+use crate::children;
+use crate::qemu::QemuConfig;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a test needs from its guest.
+pub struct LaunchRequest<'a> {
+    /// The run's guest configuration with the test's CPUs; its `initrd` is
+    /// chosen by the launcher.
+    pub qemu: &'a QemuConfig,
+    /// The test's initramfs, holding its modules (for a cold boot).
+    pub initrd: &'a Path,
+    /// The modules, placed in the guest's `/modules`.
+    pub modules: &'a [PathBuf],
+    pub switches: Switches,
+    pub logs: &'a GuestLogs,
+    /// How long the guest may take to be ready.
+    pub timeout: Duration,
+}
+
+/// How a guest was started, as reports show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    Booted,
+    Restored,
+}
+
+/// Gives ready guests. Shared by the runner's workers.
+pub trait Launcher: Send + Sync + std::fmt::Debug {
+    fn launch(&self, request: &LaunchRequest<'_>) -> Result<(Guest, Start), BootError>;
+}
+
+/// Boots every guest.
+#[derive(Debug, Default)]
+pub struct Cold;
+
+impl Launcher for Cold {
+    fn launch(&self, request: &LaunchRequest<'_>) -> Result<(Guest, Start), BootError> {
+        let mut qemu = request.qemu.clone();
+        qemu.initrd = request.initrd.to_path_buf();
+        let switches = request.switches.kernel_args();
+        if !switches.is_empty() {
+            qemu.extra_cmdline = format!("{} {switches}", qemu.extra_cmdline)
+                .trim()
+                .to_string();
+        }
+        Guest::boot(&qemu, request.logs, request.timeout).map(|g| (g, Start::Booted))
+    }
+}
+
+/// One snapshot's state within a run.
+enum Slot {
+    /// Not looked at yet.
+    Unknown,
+    Ready(Snapshot),
+    /// Could not be made or restored: boot cold.
+    Broken,
+}
+
+/// Restores guests from snapshots kept in `root`.
+pub struct Restore {
+    root: PathBuf,
+    profile: String,
+    busybox: PathBuf,
+    payloads: Payloads,
+    slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
+    notice: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Restore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restore")
+            .field("root", &self.root)
+            .field("profile", &self.profile)
+            .finish()
+    }
+}
+
+impl Restore {
+    /// `notice` gets the one-line reasons for falling back or waiting.
+    pub fn new(
+        root: PathBuf,
+        profile: &str,
+        busybox: PathBuf,
+        notice: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> Restore {
+        Restore {
+            root,
+            profile: profile.to_string(),
+            busybox,
+            payloads: Payloads::default(),
+            slots: Mutex::new(HashMap::new()),
+            notice,
+        }
+    }
+
+    fn recipe(&self, qemu: &QemuConfig) -> Recipe {
+        let mut qemu = qemu.clone();
+        qemu.initrd = PathBuf::new();
+        Recipe {
+            root: self.root.clone(),
+            profile: self.profile.clone(),
+            qemu,
+            busybox: self.busybox.clone(),
+        }
+    }
+
+    fn slot(&self, recipe: &Recipe) -> Arc<Mutex<Slot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(recipe.key().0)
+            .or_insert_with(|| Arc::new(Mutex::new(Slot::Unknown)))
+            .clone()
+    }
+
+    /// The snapshot to restore, made or checked once per run; `None` means
+    /// boot cold. Workers asking for the same snapshot wait for the first.
+    fn snapshot(&self, recipe: &Recipe, timeout: Duration) -> Option<Snapshot> {
+        let slot = self.slot(recipe);
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Slot::Ready(s) => return Some(s.clone()),
+            Slot::Broken => return None,
+            Slot::Unknown => {}
+        }
+        let found = recipe.find();
+        let damaged = found.as_ref().filter(|s| !s.intact());
+        if damaged.is_some() {
+            (self.notice)(&format!(
+                "the saved {} guest is damaged; saving it again",
+                self.profile
+            ));
+        } else if let Some(s) = found {
+            *slot = Slot::Ready(s.clone());
+            return Some(s);
+        } else {
+            (self.notice)(&format!(
+                "booting the {} guest once to save it (later runs restore it)",
+                self.profile
+            ));
+        }
+        match self.make(recipe, timeout, damaged) {
+            Ok(s) => {
+                *slot = Slot::Ready(s.clone());
+                Some(s)
+            }
+            Err(e) => {
+                self.give_up(&e.to_string());
+                *slot = Slot::Broken;
+                None
+            }
+        }
+    }
+
+    fn make(
+        &self,
+        recipe: &Recipe,
+        timeout: Duration,
+        discard: Option<&Snapshot>,
+    ) -> Result<Snapshot, SnapshotError> {
+        recipe.obtain(timeout, discard, &mut || {
+            (self.notice)("waiting for another modvm run that is saving the same guest")
+        })
+    }
+
+    fn give_up(&self, why: &str) {
+        (self.notice)(&format!(
+            "cannot restore the saved {} guest ({why}); booting every guest cold",
+            self.profile
+        ));
+    }
+
+    fn restore(
+        &self,
+        snapshot: &Snapshot,
+        request: &LaunchRequest<'_>,
+    ) -> Result<Guest, RestoreFailure> {
+        let started = Instant::now();
+        let deadline = started + request.timeout;
+        let payloads = request
+            .modules
+            .iter()
+            .map(|m| self.payloads.get(m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                RestoreFailure::Test(BootError::Io(std::io::Error::other(e.to_string())))
+            })?;
+        let mut qemu = request.qemu.clone();
+        qemu.initrd = snapshot.initrd();
+        qemu.incoming = Some(snapshot.state());
+        qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
+        let mut guest = Guest::start(&qemu, request.logs, deadline)
+            .map_err(|e| RestoreFailure::Snapshot(e.to_string()))?;
+        // Nothing may be sent before the state is loaded: QEMU's UART would
+        // take the first byte into its pre-load registers, which the load
+        // then overwrites, and would never read the socket again.
+        wait_running(&guest, deadline).map_err(|e| {
+            let status = guest.wait_exit(Duration::from_millis(200));
+            RestoreFailure::Snapshot(match status {
+                Some(status) => format!("QEMU exited ({status}): {}", guest.qemu_stderr()),
+                None => e.to_string(),
+            })
+        })?;
+        match deliver::deliver(&mut guest, &payloads, request.switches, deadline) {
+            Ok(taint) => {
+                guest.release = snapshot.meta.release.clone();
+                guest.boot_taint = taint;
+                guest.boot_time = started.elapsed();
+                Ok(guest)
+            }
+            Err(deliver::DeliverError::Console(e)) => {
+                let e = guest.failed(e, request.timeout);
+                Err(RestoreFailure::Snapshot(e.to_string()))
+            }
+            Err(e) => Err(RestoreFailure::Snapshot(e.to_string())),
+        }
+    }
+}
+
+/// Waits until the restored guest runs (its state fully loaded).
+fn wait_running(guest: &Guest, deadline: Instant) -> Result<(), QmpError> {
+    let path = guest.qmp_socket().expect("restored with a monitor");
+    let mut qmp = Qmp::connect(path, deadline)?;
+    loop {
+        let status = qmp.execute("query-status", None)?;
+        if status.get("running").and_then(|r| r.as_bool()) == Some(true) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(QmpError::Timeout);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Why a restore did not give a guest.
+enum RestoreFailure {
+    /// The snapshot (or restoring it) is at fault: make it again or boot.
+    Snapshot(String),
+    /// The test's own input is at fault: booting would not help.
+    Test(BootError),
+}
+
+impl Launcher for Restore {
+    fn launch(&self, request: &LaunchRequest<'_>) -> Result<(Guest, Start), BootError> {
+        let recipe = self.recipe(request.qemu);
+        let Some(snapshot) = self.snapshot(&recipe, request.timeout) else {
+            return Cold.launch(request);
+        };
+        let why = match self.restore(&snapshot, request) {
+            Ok(guest) => return Ok((guest, Start::Restored)),
+            Err(RestoreFailure::Test(e)) => return Err(e),
+            Err(RestoreFailure::Snapshot(why)) => why,
+        };
+        if children::interrupted() {
+            return Err(BootError::Console("interrupted".into()));
+        }
+        // Made again once per run; a snapshot that fails twice is not used.
+        let slot = self.slot(&recipe);
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let again = match &*slot {
+            Slot::Ready(s) if s.meta.state_hash == snapshot.meta.state_hash => {
+                (self.notice)(&format!(
+                    "restoring the saved {} guest failed ({why}); saving it again",
+                    self.profile
+                ));
+                match self.make(&recipe, request.timeout, Some(&snapshot)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.give_up(&e.to_string());
+                        *slot = Slot::Broken;
+                        drop(slot);
+                        return Cold.launch(request);
+                    }
+                }
+            }
+            Slot::Ready(s) => s.clone(),
+            _ => {
+                drop(slot);
+                return Cold.launch(request);
+            }
+        };
+        *slot = Slot::Ready(again.clone());
+        drop(slot);
+        match self.restore(&again, request) {
+            Ok(guest) => Ok((guest, Start::Restored)),
+            Err(RestoreFailure::Test(e)) => Err(e),
+            Err(RestoreFailure::Snapshot(why)) => {
+                self.give_up(&why);
+                let slot = self.slot(&recipe);
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Broken;
+                Cold.launch(request)
+            }
+        }
+    }
+}
+
+impl Switches {
+    /// The kernel parameters a cold boot carries for these switches.
+    pub fn kernel_args(&self) -> String {
+        let mut a = Vec::new();
+        if self.panic_on_warn {
+            a.push("panic_on_warn=1");
+        }
+        if self.panic_on_oops {
+            a.push("oops=panic");
+        }
+        a.join(" ")
+    }
+}

@@ -1,0 +1,368 @@
+//! Saved guests: boot once, save the state once the shell is ready, and
+//! start later guests from that state instead of booting.
+//!
+//! A snapshot lives in `<cache>/snapshots/<profile>-<key>/`: `state` (QEMU's
+//! migration stream), `initrd.cpio` (the base initramfs it booted, with no
+//! modules: QEMU needs the same files at restore), `meta.json`, and the boot's
+//! logs. The key hashes everything that went into the saved state: modvm's
+//! version, the init script, the QEMU binary, kernel and busybox files (path,
+//! size, modification time) and the whole QEMU command line, so a change to
+//! any of them names another snapshot. A snapshot whose files do not match
+//! its `meta.json` (deleted, truncated, rewritten) is made again.
+
+use super::qmp::{Qmp, QmpError};
+use super::{BootError, Guest, GuestLogs};
+use crate::initramfs::{self, InitramfsSpec};
+use crate::kernel::manifest::hash_file;
+use crate::lock::Lock;
+use crate::qemu::{shell_quote, QemuConfig};
+use crate::runner::{dir_name, stable_hash};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Bumped when the layout or the restore protocol changes.
+const FORMAT: u32 = 1;
+/// How long saving may take (a 256 MiB guest takes well under a second).
+const SAVE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Why a snapshot could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the guest to save did not boot: {0}")]
+    Boot(#[from] BootError),
+    #[error("saving the guest failed: {0}")]
+    Qmp(#[from] QmpError),
+    #[error("saving the guest failed: migration ended as {0}")]
+    Migration(String),
+    #[error("cannot write the snapshot in {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A usable snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub meta: Meta,
+}
+
+impl Snapshot {
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn initrd(&self) -> PathBuf {
+        self.dir.join("initrd.cpio")
+    }
+
+    /// Whether the state file still has the content it was saved with
+    /// (reads it whole: done once per run and snapshot).
+    pub fn intact(&self) -> bool {
+        hash_file(&self.state()).is_ok_and(|h| h == self.meta.state_hash)
+    }
+}
+
+/// What `meta.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: u32,
+    /// What the key was computed from, for people.
+    pub inputs: String,
+    /// `uname -r` of the saved guest.
+    pub release: String,
+    /// Taint mask after boot.
+    pub boot_taint: u64,
+    pub boot_ms: u64,
+    pub save_ms: u64,
+    pub state_bytes: u64,
+    pub state_hash: String,
+    pub initrd_bytes: u64,
+}
+
+/// Where a run's snapshots of one kind live and what goes into them.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// `<cache>/snapshots`.
+    pub root: PathBuf,
+    /// Kernel profile name, for the directory's name.
+    pub profile: String,
+    /// The guest's configuration (its `initrd` is replaced by the base one).
+    pub qemu: QemuConfig,
+    pub busybox: PathBuf,
+}
+
+impl Recipe {
+    /// The snapshot's directory name and the text its key hashes.
+    pub fn key(&self) -> (String, String) {
+        let mut inputs = vec![
+            format!(
+                "modvm {} snapshot format {FORMAT}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            format!("init {:016x}", stable_hash(initramfs::INIT.as_bytes())),
+            file_identity("qemu", &resolve(&self.qemu.binary)),
+            file_identity("kernel", &self.qemu.kernel),
+            file_identity("busybox", &self.busybox),
+        ];
+        let mut placeholder = self.qemu.clone();
+        placeholder.initrd = PathBuf::from("INITRD");
+        placeholder.console_socket = PathBuf::from("SOCKET");
+        placeholder.qmp_socket = None;
+        placeholder.incoming = None;
+        inputs.push(format!(
+            "args {}",
+            placeholder
+                .args()
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        let inputs = inputs.join("\n");
+        let name = format!(
+            "{}-{:016x}",
+            dir_name(&self.profile),
+            stable_hash(inputs.as_bytes())
+        );
+        (name, inputs)
+    }
+
+    /// The snapshot for this recipe if one is saved and its files match its
+    /// record (sizes only: reading the state whole is [`Snapshot::intact`]).
+    pub fn find(&self) -> Option<Snapshot> {
+        let (name, inputs) = self.key();
+        let dir = self.root.join(name);
+        let meta: Meta =
+            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
+        let size = |f: &str| std::fs::metadata(dir.join(f)).map(|m| m.len()).ok();
+        let ok = meta.format == FORMAT
+            && meta.inputs == inputs
+            && size("state") == Some(meta.state_bytes)
+            && size("initrd.cpio") == Some(meta.initrd_bytes);
+        ok.then_some(Snapshot { dir, meta })
+    }
+
+    /// Returns the saved snapshot, or boots a guest and saves one. Two runs
+    /// that need the same snapshot take turns: the second finds the first's.
+    /// `discard` names a snapshot found broken, to be made again.
+    pub fn obtain(
+        &self,
+        timeout: Duration,
+        discard: Option<&Snapshot>,
+        waiting: &mut dyn FnMut(),
+    ) -> Result<Snapshot, SnapshotError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SnapshotError::Io { path, source }
+        };
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        let (name, inputs) = self.key();
+        let lock_path = self.root.join(format!("{name}.lock"));
+        let _lock = Lock::exclusive(&lock_path, waiting).map_err(io(&lock_path))?;
+        if let Some(found) = self.find() {
+            let stale = discard.is_some_and(|d| d.meta.state_hash == found.meta.state_hash);
+            if !stale {
+                return Ok(found);
+            }
+        }
+        let staging = tempfile::Builder::new()
+            .prefix(&format!(".{name}-"))
+            .tempdir_in(&self.root)
+            .map_err(io(&self.root))?;
+        let meta = self.save(staging.path(), inputs, timeout)?;
+        let dir = self.root.join(&name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        let staged = staging.keep();
+        std::fs::rename(&staged, &dir).map_err(io(&dir))?;
+        Ok(Snapshot { dir, meta })
+    }
+
+    /// Boots the base guest in `dir` and saves its state there.
+    fn save(&self, dir: &Path, inputs: String, timeout: Duration) -> Result<Meta, SnapshotError> {
+        let io = |path: PathBuf| move |source| SnapshotError::Io { path, source };
+        let initrd = dir.join("initrd.cpio");
+        initramfs::write(
+            &InitramfsSpec {
+                busybox: self.busybox.clone(),
+                init: initramfs::INIT.to_string(),
+                modules: Vec::new(),
+            },
+            &initrd,
+        )
+        .map_err(io(initrd.clone()))?;
+        let mut qemu = self.qemu.clone();
+        qemu.initrd = initrd.clone();
+        qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
+        qemu.incoming = None;
+        let logs = GuestLogs::in_dir(dir);
+        let guest = Guest::boot(&qemu, &logs, timeout)?;
+        let started = Instant::now();
+        let state = dir.join("state");
+        let qmp_path = guest.qmp_socket().expect("started with a monitor");
+        let mut qmp = Qmp::connect(qmp_path, started + SAVE_DEADLINE)?;
+        qmp.execute("stop", None)?;
+        // The guest is stopped: no dirty pages to chase, so no bandwidth cap.
+        qmp.execute(
+            "migrate-set-parameters",
+            Some(json!({ "max-bandwidth": i64::MAX / 2 })),
+        )?;
+        let uri = format!("exec:cat > {}", shell_quote(&state.to_string_lossy()));
+        qmp.execute("migrate", Some(json!({ "uri": uri })))?;
+        loop {
+            let status = qmp.execute("query-migrate", None)?;
+            match status.get("status").and_then(|s| s.as_str()).unwrap_or("") {
+                "completed" => break,
+                "failed" | "cancelled" => {
+                    let why = status
+                        .get("error-desc")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or("failed");
+                    return Err(SnapshotError::Migration(why.to_string()));
+                }
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        let save_ms = started.elapsed().as_millis() as u64;
+        let boot_ms = guest.boot_time.as_millis() as u64;
+        let (release, boot_taint) = (guest.release.clone(), guest.boot_taint);
+        drop(guest);
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len());
+        let meta = Meta {
+            format: FORMAT,
+            inputs,
+            release,
+            boot_taint,
+            boot_ms,
+            save_ms,
+            state_bytes: size(&state).map_err(io(state.clone()))?,
+            state_hash: hash_file(&state).map_err(io(state.clone()))?,
+            initrd_bytes: size(&initrd).map_err(io(initrd.clone()))?,
+        };
+        let meta_path = dir.join("meta.json");
+        std::fs::write(
+            &meta_path,
+            serde_json::to_vec_pretty(&meta).expect("meta serialises"),
+        )
+        .map_err(io(meta_path))?;
+        Ok(meta)
+    }
+}
+
+/// `name path size mtime` of a file, or `name path missing`.
+fn file_identity(name: &str, path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("{name} {} {} {mtime}", path.display(), m.len())
+        }
+        Err(_) => format!("{name} {} missing", path.display()),
+    }
+}
+
+/// A program name as `PATH` finds it (the QEMU binary is usually named
+/// bare); a path is taken as it is.
+fn resolve(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return program.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| program.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::Accel;
+
+    fn recipe(root: &Path) -> Recipe {
+        Recipe {
+            root: root.to_path_buf(),
+            profile: "p".into(),
+            qemu: QemuConfig {
+                binary: "qemu-system-x86_64".into(),
+                accel: Accel::Tcg,
+                kernel: root.join("vmlinuz"),
+                initrd: PathBuf::new(),
+                extra_cmdline: "quiet".into(),
+                memory_mib: 256,
+                smp: 1,
+                console_socket: PathBuf::new(),
+                qmp_socket: None,
+                incoming: None,
+            },
+            busybox: root.join("busybox"),
+        }
+    }
+
+    #[test]
+    fn key_changes_with_every_input_and_not_with_per_guest_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vmlinuz"), b"k").unwrap();
+        let base = recipe(dir.path());
+        let key = base.key().0;
+        let mut same = base.clone();
+        same.qemu.console_socket = "/elsewhere".into();
+        same.qemu.initrd = "/other.cpio".into();
+        assert_eq!(same.key().0, key);
+        let changed: Vec<Box<dyn Fn(&mut Recipe)>> = vec![
+            Box::new(|r| r.qemu.memory_mib = 512),
+            Box::new(|r| r.qemu.smp = 2),
+            Box::new(|r| r.qemu.accel = Accel::Kvm),
+            Box::new(|r| r.qemu.extra_cmdline = "quiet panic_on_warn=1".into()),
+            Box::new(|r| r.busybox = "/other/busybox".into()),
+            Box::new(|r| std::fs::write(&r.qemu.kernel, b"longer").unwrap()),
+        ];
+        for change in changed {
+            let mut r = base.clone();
+            change(&mut r);
+            assert_ne!(r.key().0, key, "{:?}", r.key().1);
+        }
+    }
+
+    #[test]
+    fn a_snapshot_whose_files_do_not_match_its_record_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recipe(dir.path());
+        let (name, inputs) = r.key();
+        let snap = dir.path().join(&name);
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("state"), b"0123456789").unwrap();
+        std::fs::write(snap.join("initrd.cpio"), b"cpio").unwrap();
+        let meta = Meta {
+            format: FORMAT,
+            inputs,
+            release: "6.1".into(),
+            boot_taint: 0,
+            boot_ms: 1,
+            save_ms: 1,
+            state_bytes: 10,
+            state_hash: hash_file(&snap.join("state")).unwrap(),
+            initrd_bytes: 4,
+        };
+        std::fs::write(snap.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+        let found = r.find().expect("whole snapshot is found");
+        assert!(found.intact());
+        std::fs::write(snap.join("state"), b"01234x6789").unwrap();
+        assert!(!r.find().unwrap().intact(), "same size, other bytes");
+        std::fs::write(snap.join("state"), b"01234").unwrap();
+        assert!(r.find().is_none(), "truncated");
+        std::fs::write(snap.join("state"), b"0123456789").unwrap();
+        std::fs::write(snap.join("meta.json"), b"{not json").unwrap();
+        assert!(r.find().is_none(), "unreadable record");
+    }
+}
