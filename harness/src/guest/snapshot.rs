@@ -319,13 +319,13 @@ mod tests {
         same.qemu.console_socket = "/elsewhere".into();
         same.qemu.initrd = "/other.cpio".into();
         assert_eq!(same.key().0, key);
-        let changed: Vec<Box<dyn Fn(&mut Recipe)>> = vec![
-            Box::new(|r| r.qemu.memory_mib = 512),
-            Box::new(|r| r.qemu.smp = 2),
-            Box::new(|r| r.qemu.accel = Accel::Kvm),
-            Box::new(|r| r.qemu.extra_cmdline = "quiet panic_on_warn=1".into()),
-            Box::new(|r| r.busybox = "/other/busybox".into()),
-            Box::new(|r| std::fs::write(&r.qemu.kernel, b"longer").unwrap()),
+        let changed: [fn(&mut Recipe); 6] = [
+            |r| r.qemu.memory_mib = 512,
+            |r| r.qemu.smp = 2,
+            |r| r.qemu.accel = Accel::Kvm,
+            |r| r.qemu.extra_cmdline = "quiet panic_on_warn=1".into(),
+            |r| r.busybox = "/other/busybox".into(),
+            |r| std::fs::write(&r.qemu.kernel, b"longer").unwrap(),
         ];
         for change in changed {
             let mut r = base.clone();
