@@ -359,6 +359,44 @@ mod tests {
     }
 
     #[test]
+    fn tests_in_flight_each_have_a_live_line_until_they_end() {
+        let buffer = Buffer::default();
+        let mut human = Human::new(
+            Box::new(buffer.clone()),
+            false,
+            Level::Normal,
+            ProgressDrawTarget::hidden(),
+        );
+        let results = sample::results();
+        let (first, second) = (&results[0], &results[1]);
+        human.event(&Event::TestStarted {
+            id: 0,
+            name: &first.name,
+        });
+        human.event(&Event::TestStarted {
+            id: 1,
+            name: &second.name,
+        });
+        assert_eq!(human.spinners.len(), 2);
+        // The second ends first: its line goes, its result waits.
+        human.event(&Event::TestEnded { id: 1 });
+        assert_eq!(human.spinners.keys().collect::<Vec<_>>(), [&0]);
+        assert!(buffer.0.lock().unwrap().is_empty(), "nothing printed yet");
+        human.event(&Event::TestFinished {
+            id: 0,
+            result: first,
+        });
+        human.event(&Event::TestFinished {
+            id: 1,
+            result: second,
+        });
+        assert!(human.spinners.is_empty());
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let at = |name: &str| text.find(name).unwrap_or_else(|| panic!("{name}: {text}"));
+        assert!(at(&first.name) < at(&second.name), "{text}");
+    }
+
+    #[test]
     fn control_characters_in_names_never_reach_the_terminal() {
         let buffer = Buffer::default();
         let mut human = Human::new(
