@@ -1,4 +1,5 @@
-//! Runs tests: one fresh guest per test, steps in order, results as events.
+//! Runs tests: one fresh guest per test, steps in order, results as events
+//! (`schedule` runs several tests at once and orders their results).
 //!
 //! After every step the kernel log written during it is searched for crash
 //! reports and the taint mask is compared with the one before, so a crash is
@@ -159,6 +160,9 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Runs one test on a guest of its own. The guest is started and dropped
+/// on the calling thread, which must outlive it: QEMU's death signal is
+/// tied to the thread that spawned it (see `schedule`).
 fn run_test(
     config: &RunConfig,
     test: &PlannedTest,
