@@ -96,6 +96,9 @@ pub struct TestArgs {
     /// Guest memory in MiB (96 to 65536) [default: the kernel profile's, 256 for the Debian ones]
     #[arg(long, value_parser = memory_mib)]
     pub memory: Option<u32>,
+    /// Guests running at once (1 to 64) [default: the number of CPUs]
+    #[arg(short, long, value_name = "N", value_parser = jobs)]
+    pub jobs: Option<usize>,
     /// Guest CPUs for tests whose spec sets no `smp` (1 to 16).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=spec::MAX_SMP as i64))]
     pub smp: u32,
@@ -198,6 +201,10 @@ const MAX_BOOT_TIMEOUT_S: f64 = 3600.0;
 /// A day: longer deadlines are typos, and `Duration` cannot hold every `f64`.
 const MAX_STEP_TIMEOUT_S: f64 = 86400.0;
 
+/// More guests than this at once is a typo: each needs its own memory
+/// (256 MiB by default) and most of a CPU under TCG.
+const MAX_JOBS: usize = 64;
+
 /// Parses seconds and checks them against a range at the edge, so that no
 /// later `Duration` conversion can see NaN, infinity or an overflow.
 fn seconds_in(text: &str, min: f64, min_inclusive: bool, max: f64) -> Result<f64, String> {
@@ -237,6 +244,24 @@ fn memory_mib(text: &str) -> Result<u32, String> {
             "`{text}` is not a whole number of MiB; allowed: {range}"
         )),
     }
+}
+
+fn jobs(text: &str) -> Result<usize, String> {
+    let range = format!("from 1 to {MAX_JOBS} guests at once");
+    match text.trim().parse::<u64>() {
+        Ok(v) if (1..=MAX_JOBS as u64).contains(&v) => Ok(v as usize),
+        Ok(_) => Err(format!("{text} is out of range; allowed: {range}")),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number of guests; allowed: {range}"
+        )),
+    }
+}
+
+/// One guest per CPU: under TCG each guest keeps a CPU busy.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_JOBS)
 }
 
 /// The error and its causes for the user, each said once.
@@ -506,10 +531,10 @@ fn report_stopped(
     });
     let short = why.lines().next().unwrap_or(why);
     let mut summary = Summary::default();
-    for name in planned {
+    for (id, name) in planned.iter().enumerate() {
         let t = TestResult::not_run(name.clone(), String::new(), PathBuf::new(), short);
         summary.add(t.status);
-        reporters.event(&Event::TestFinished(&t));
+        reporters.event(&Event::TestFinished { id, result: &t });
     }
     summary.interrupted = interrupted;
     if !interrupted {
@@ -694,7 +719,11 @@ fn prepare_and_run(
         Human::stdout(level)
     };
     reporters.0.insert(0, Box::new(human));
-    Ok((runner::run(&runs, &artifacts, reporters), unbuilt_count))
+    let jobs = args.jobs.unwrap_or_else(default_jobs);
+    Ok((
+        runner::run(&runs, &artifacts, jobs, reporters),
+        unbuilt_count,
+    ))
 }
 
 /// Cold boots with `--cold`, else restores of saved guests in the cache.
@@ -836,6 +865,24 @@ mod tests {
         assert_eq!(a.accel, AccelMode::Auto);
         assert_eq!(a.kit.kernel, profile::DEFAULT_PROFILE);
         assert!(a.paths.is_empty());
+    }
+
+    #[test]
+    fn jobs_are_bounded_where_parsed() {
+        let jobs_of = |v: &str| {
+            let cli = Cli::try_parse_from(["modvm", "test", &format!("--jobs={v}")])?;
+            let Command::Test(a) = cli.command else {
+                panic!()
+            };
+            Ok::<_, clap::Error>(a.jobs)
+        };
+        assert_eq!(jobs_of("1").unwrap(), Some(1));
+        assert_eq!(jobs_of("64").unwrap(), Some(64));
+        for bad in ["0", "65", "999", "-1", "two", "1.5"] {
+            let e = jobs_of(bad).unwrap_err().to_string();
+            assert!(e.contains("allowed: from 1 to 64"), "{bad}: {e}");
+        }
+        assert!((1..=MAX_JOBS).contains(&default_jobs()));
     }
 
     #[test]

@@ -252,7 +252,17 @@ mod tests {
     }
 }
 
-/// What the runner tells reporters, in order.
+/// A test's place in the run's plan (kernel by kernel, test by test),
+/// counted from 0. Tests run concurrently; the id ties a live event to its
+/// test and fixes the order in which results are reported.
+pub type TestId = usize;
+
+/// What the runner tells reporters.
+///
+/// `TestStarted`, `Booted`, `StepStarted` and `TestEnded` are live: they
+/// arrive as they happen, interleaved between the tests in flight.
+/// `TestFinished` arrives once per test in plan order (ids 0, 1, 2, …),
+/// whichever test ended first, so a report lists tests in plan order.
 #[derive(Debug)]
 pub enum Event<'a> {
     RunStarted {
@@ -264,18 +274,29 @@ pub enum Event<'a> {
         artifacts: &'a std::path::Path,
     },
     TestStarted {
+        id: TestId,
         name: &'a str,
     },
     Booted {
+        id: TestId,
         name: &'a str,
         boot: Duration,
     },
     StepStarted {
+        id: TestId,
         name: &'a str,
         index: usize,
         description: &'a str,
     },
-    TestFinished(&'a TestResult),
+    /// The test's guest is gone; its result follows as `TestFinished` once
+    /// every earlier test's has.
+    TestEnded {
+        id: TestId,
+    },
+    TestFinished {
+        id: TestId,
+        result: &'a TestResult,
+    },
     RunFinished(&'a Summary),
 }
 

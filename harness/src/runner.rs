@@ -1,22 +1,23 @@
-//! Runs tests: one fresh guest per test, steps in order, results as events.
+//! Runs tests: one fresh guest per test, steps in order, results as events
+//! (`schedule` runs several tests at once and orders their results).
 //!
 //! After every step the kernel log written during it is searched for crash
 //! reports and the taint mask is compared with the one before, so a crash is
 //! caught even when the command itself "succeeds". A crash ends the test
 //! (its guest is discarded); the next test boots a fresh guest.
 
-use crate::children;
 use crate::console::{self, ConsoleError};
 use crate::crash;
 use crate::guest::launcher::{LaunchRequest, Launcher};
 use crate::guest::{BootError, Guest, GuestLogs};
 use crate::klog::{marker, KernelLine, KernelLog};
-use crate::outcome::{Crash, Event, Reporter, Status, StepResult, Summary, TestResult};
+use crate::outcome::{Crash, Event, Reporter, Status, StepResult, Summary, TestId, TestResult};
 use crate::qemu::QemuConfig;
 use crate::spec::{ExitExpect, Expect, Step, TestSpec};
 use crate::symbolize;
 
 mod leaks;
+mod schedule;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -90,59 +91,16 @@ pub struct KernelRun {
     pub unbuilt: Vec<TestResult>,
 }
 
-/// Runs every test on every kernel, kernel by kernel, and returns the
-/// summary. `artifacts` is the run's directory (each kernel's lies below).
-pub fn run(kernels: &[KernelRun], artifacts: &Path, reporter: &mut dyn Reporter) -> Summary {
-    let started = Instant::now();
-    let names: Vec<&str> = kernels
-        .iter()
-        .map(|k| k.config.kernel_name.as_str())
-        .collect();
-    let mut accels: Vec<String> = kernels
-        .iter()
-        .map(|k| k.config.qemu.accel.to_string())
-        .collect();
-    accels.dedup();
-    reporter.event(&Event::RunStarted {
-        tests: kernels
-            .iter()
-            .map(|k| k.tests.len() + k.unbuilt.len())
-            .sum(),
-        kernels: kernels.len(),
-        kernel: &names.join(", "),
-        accel: &accels.join(", "),
-        artifacts,
-    });
-    let mut summary = Summary::default();
-    for k in kernels {
-        for result in &k.unbuilt {
-            summary.add(result.status);
-            reporter.event(&Event::TestFinished(result));
-        }
-        for test in &k.tests {
-            let result = if children::interrupted() {
-                // Listed, not left out: a report must name every planned test.
-                TestResult::not_run(
-                    test.name(),
-                    k.config.profile.clone(),
-                    PathBuf::new(),
-                    "the run was interrupted",
-                )
-            } else {
-                let mut result = run_test(&k.config, test, reporter);
-                if children::interrupted() {
-                    mark_interrupted(&mut result);
-                }
-                result
-            };
-            summary.add(result.status);
-            reporter.event(&Event::TestFinished(&result));
-        }
-    }
-    summary.interrupted = children::interrupted();
-    summary.duration_ms = started.elapsed().as_millis() as u64;
-    reporter.event(&Event::RunFinished(&summary));
-    summary
+/// Runs every test on every kernel, `jobs` guests at a time, and returns
+/// the summary. `artifacts` is the run's directory (each kernel's lies
+/// below). Results reach `reporter` in plan order (see [`schedule`]).
+pub fn run(
+    kernels: &[KernelRun],
+    artifacts: &Path,
+    jobs: usize,
+    reporter: &mut dyn Reporter,
+) -> Summary {
+    schedule::run(kernels, artifacts, jobs, reporter)
 }
 
 /// The guest died because we killed it: say so, rather than "crash".
@@ -205,9 +163,17 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     })
 }
 
-fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter) -> TestResult {
+/// Runs one test on a guest of its own. The guest is started and dropped
+/// on the calling thread, which must outlive it: QEMU's death signal is
+/// tied to the thread that spawned it (see `schedule`).
+fn run_test(
+    config: &RunConfig,
+    test: &PlannedTest,
+    id: TestId,
+    reporter: &mut dyn Reporter,
+) -> TestResult {
     let name = test.name();
-    reporter.event(&Event::TestStarted { name: &name });
+    reporter.event(&Event::TestStarted { id, name: &name });
     let started = Instant::now();
     let dir = config
         .artifacts
@@ -260,10 +226,11 @@ fn run_test(config: &RunConfig, test: &PlannedTest, reporter: &mut dyn Reporter)
             result.guest = Some(start);
             result.boot_ms = Some(guest.boot_time.as_millis() as u64);
             reporter.event(&Event::Booted {
+                id,
                 name: &name,
                 boot: guest.boot_time,
             });
-            run_steps(&mut guest, test, config, &name, &mut result, reporter);
+            run_steps(&mut guest, test, config, id, &name, &mut result, reporter);
             if result.status != Status::Pass {
                 result.kernel_tail = guest.klog.tail(TAIL_LINES);
             }
@@ -324,6 +291,7 @@ fn run_steps(
     guest: &mut Guest,
     test: &PlannedTest,
     config: &RunConfig,
+    test_id: TestId,
     name: &str,
     result: &mut TestResult,
     reporter: &mut dyn Reporter,
@@ -361,6 +329,7 @@ fn run_steps(
                 continue;
             }
             reporter.event(&Event::StepStarted {
+                id: test_id,
                 name,
                 index,
                 description: &description,

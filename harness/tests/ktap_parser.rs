@@ -143,7 +143,10 @@ fn kunit_parser_accepts_a_passing_run() {
             accel: sample::ACCEL,
             artifacts: &artifacts,
         });
-        r.event(&Event::TestFinished(&pass));
+        r.event(&Event::TestFinished {
+            id: 0,
+            result: &pass,
+        });
         let mut s = Summary::default();
         s.add(pass.status);
         r.event(&Event::RunFinished(&s));

@@ -284,6 +284,10 @@ fn tests_that_never_started_are_listed_as_not_run() {
             "tcg",
             "--boot-timeout",
             "120",
+            // One guest at a time, so the second test has not started
+            // (with more jobs it would be in flight: see tests/parallel.rs).
+            "-j",
+            "1",
             "--json",
             json.to_str().unwrap(),
             "module",

@@ -1,8 +1,10 @@
-//! Output for a person: a live line while a test runs (on a terminal), one
-//! result line per test, the detail of each failure, and a summary.
+//! Output for a person: a live line per test in flight (on a terminal), one
+//! result line per test in plan order, the detail of each failure, and a
+//! summary.
 
-use crate::outcome::{Crash, Event, Reporter, Status, StepResult, TestResult};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::outcome::{Crash, Event, Reporter, Status, StepResult, TestId, TestResult};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -25,31 +27,61 @@ pub enum Level {
 pub struct Human {
     colour: bool,
     level: Level,
-    spinner: Option<ProgressBar>,
+    /// The live lines, drawn on stderr below everything printed (indicatif
+    /// hides them when stderr is not a terminal).
+    progress: MultiProgress,
+    /// One live line per test in flight.
+    spinners: BTreeMap<TestId, ProgressBar>,
     out: Box<dyn Write + Send>,
     /// More than one kernel: lines name theirs.
     matrix: bool,
 }
 
 impl Human {
-    /// Writes to stdout; colours and the live line only on a terminal.
+    /// Writes to stdout; colours and the live lines only on a terminal.
     pub fn stdout(level: Level) -> Human {
-        Human {
-            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Human::new(
+            Box::new(std::io::stdout()),
+            colour,
             level,
-            spinner: None,
-            out: Box::new(std::io::stdout()),
-            matrix: false,
-        }
+            ProgressDrawTarget::stderr(),
+        )
     }
 
     /// Writes to stderr (when stdout carries a machine format such as KTAP).
     pub fn stderr(level: Level) -> Human {
+        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Human::new(
+            Box::new(std::io::stderr()),
+            colour,
+            level,
+            ProgressDrawTarget::stderr(),
+        )
+    }
+
+    fn new(
+        out: Box<dyn Write + Send>,
+        colour: bool,
+        level: Level,
+        live: ProgressDrawTarget,
+    ) -> Human {
         Human {
-            colour: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-            out: Box::new(std::io::stderr()),
+            colour,
+            level,
+            progress: MultiProgress::with_draw_target(live),
+            spinners: BTreeMap::new(),
+            out,
             matrix: false,
-            ..Human::stdout(level)
+        }
+    }
+
+    /// Removes the live line of test `id` (gone already when its end was
+    /// seen before its result).
+    fn end_spinner(&mut self, id: TestId) {
+        if let Some(sp) = self.spinners.remove(&id) {
+            sp.finish_and_clear();
+            self.progress.remove(&sp);
         }
     }
 
@@ -66,15 +98,12 @@ impl Human {
         format!("\x1b[{code}m{label}\x1b[0m")
     }
 
+    /// Prints above the live lines, which are cleared and redrawn around it.
     fn line(&mut self, s: &str) {
-        match &self.spinner {
-            Some(sp) => sp.suspend(|| {
-                let _ = writeln!(self.out, "{s}");
-            }),
-            None => {
-                let _ = writeln!(self.out, "{s}");
-            }
-        }
+        let out = &mut self.out;
+        self.progress.suspend(|| {
+            let _ = writeln!(out, "{s}");
+        });
     }
 
     fn detail(&mut self, t: &TestResult) {
@@ -164,12 +193,18 @@ impl Human {
 /// when stderr is not a terminal.
 pub fn spinner() -> ProgressBar {
     let sp = ProgressBar::new_spinner();
+    animate(&sp);
+    sp
+}
+
+/// The spinner's look and tick, started only once the bar has its place
+/// (in a [`MultiProgress`]), so the ticker never draws it anywhere else.
+fn animate(sp: &ProgressBar) {
     sp.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     sp.enable_steady_tick(Duration::from_millis(120));
-    sp
 }
 
 /// A name as it may reach a terminal: control characters (a newline that
@@ -216,13 +251,17 @@ impl Reporter for Human {
                     artifacts.display()
                 ));
             }
-            Event::TestStarted { name } => {
+            Event::TestStarted { id, name } => {
                 let name = printable(name);
-                let sp = spinner();
+                let sp = self.progress.add(ProgressBar::new_spinner());
                 sp.set_message(format!("{name}: booting"));
-                self.spinner = Some(sp);
+                animate(&sp);
+                if let Some(old) = self.spinners.insert(*id, sp) {
+                    old.finish_and_clear();
+                    self.progress.remove(&old);
+                }
             }
-            Event::Booted { name, boot } => {
+            Event::Booted { name, boot, .. } => {
                 let name = printable(name);
                 if self.level == Level::Verbose {
                     self.line(&format!(
@@ -232,22 +271,22 @@ impl Reporter for Human {
                 }
             }
             Event::StepStarted {
+                id,
                 name,
                 index,
                 description,
             } => {
                 let name = printable(name);
-                if let Some(sp) = &self.spinner {
+                if let Some(sp) = self.spinners.get(id) {
                     sp.set_message(format!("{name}: step {} {description}", index + 1));
                 }
                 if self.level == Level::Verbose {
                     self.line(&format!("  {name}: step {} {description}", index + 1));
                 }
             }
-            Event::TestFinished(t) => {
-                if let Some(sp) = self.spinner.take() {
-                    sp.finish_and_clear();
-                }
+            Event::TestEnded { id } => self.end_spinner(*id),
+            Event::TestFinished { id, result: t } => {
+                self.end_spinner(*id);
                 let boot = t
                     .boot_ms
                     .map(|b| format!(" (boot {})", secs(b)))
@@ -320,22 +359,63 @@ mod tests {
     }
 
     #[test]
+    fn tests_in_flight_each_have_a_live_line_until_they_end() {
+        let buffer = Buffer::default();
+        let mut human = Human::new(
+            Box::new(buffer.clone()),
+            false,
+            Level::Normal,
+            ProgressDrawTarget::hidden(),
+        );
+        let results = sample::results();
+        let (first, second) = (&results[0], &results[1]);
+        human.event(&Event::TestStarted {
+            id: 0,
+            name: &first.name,
+        });
+        human.event(&Event::TestStarted {
+            id: 1,
+            name: &second.name,
+        });
+        assert_eq!(human.spinners.len(), 2);
+        // The second ends first: its line goes, its result waits.
+        human.event(&Event::TestEnded { id: 1 });
+        assert_eq!(human.spinners.keys().collect::<Vec<_>>(), [&0]);
+        assert!(buffer.0.lock().unwrap().is_empty(), "nothing printed yet");
+        human.event(&Event::TestFinished {
+            id: 0,
+            result: first,
+        });
+        human.event(&Event::TestFinished {
+            id: 1,
+            result: second,
+        });
+        assert!(human.spinners.is_empty());
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let at = |name: &str| text.find(name).unwrap_or_else(|| panic!("{name}: {text}"));
+        assert!(at(&first.name) < at(&second.name), "{text}");
+    }
+
+    #[test]
     fn control_characters_in_names_never_reach_the_terminal() {
         let buffer = Buffer::default();
-        let mut human = Human {
-            colour: false,
-            level: Level::Verbose,
-            spinner: None,
-            out: Box::new(buffer.clone()),
-            matrix: false,
-        };
+        let mut human = Human::new(
+            Box::new(buffer.clone()),
+            false,
+            Level::Verbose,
+            ProgressDrawTarget::hidden(),
+        );
         let mut result = sample::results().remove(0);
         result.name = "s/a\nPASS    forged\u{1b}[2J\0".into();
         human.event(&Event::Booted {
+            id: 0,
             name: &result.name,
             boot: Duration::from_secs(1),
         });
-        human.event(&Event::TestFinished(&result));
+        human.event(&Event::TestFinished {
+            id: 0,
+            result: &result,
+        });
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         assert!(!text.contains('\u{1b}') && !text.contains('\0'), "{text:?}");
         assert!(

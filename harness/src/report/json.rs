@@ -90,9 +90,12 @@ impl Reporter for Json {
                 self.accel = known(accel.to_string());
                 self.artifacts = known(artifacts.to_string_lossy().into_owned());
             }
-            Event::TestFinished(t) => self.tests.push(TestDoc::from(*t)),
+            Event::TestFinished { result, .. } => self.tests.push(TestDoc::from(*result)),
             Event::RunFinished(s) => self.finish(s),
-            Event::TestStarted { .. } | Event::Booted { .. } | Event::StepStarted { .. } => {}
+            Event::TestStarted { .. }
+            | Event::Booted { .. }
+            | Event::StepStarted { .. }
+            | Event::TestEnded { .. } => {}
         }
     }
 }

@@ -119,9 +119,12 @@ impl Reporter for Junit {
                 self.kernel = Some(kernel.to_string()).filter(|k| !k.is_empty());
                 self.accel = Some(accel.to_string()).filter(|a| !a.is_empty());
             }
-            Event::TestFinished(t) => self.add(t),
+            Event::TestFinished { result, .. } => self.add(result),
             Event::RunFinished(s) => self.finish(s),
-            Event::TestStarted { .. } | Event::Booted { .. } | Event::StepStarted { .. } => {}
+            Event::TestStarted { .. }
+            | Event::Booted { .. }
+            | Event::StepStarted { .. }
+            | Event::TestEnded { .. } => {}
         }
     }
 }

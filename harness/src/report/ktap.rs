@@ -100,7 +100,7 @@ impl Reporter for Ktap {
                 }
                 self.emit(&text);
             }
-            Event::TestFinished(t) => {
+            Event::TestFinished { result: t, .. } => {
                 let text = if self.matrix {
                     let mut shown = (*t).clone();
                     shown.name = t.label(true);
@@ -122,7 +122,10 @@ impl Reporter for Ktap {
                 diagnostic(&mut text, "", &totals(s));
                 self.emit(&text);
             }
-            Event::TestStarted { .. } | Event::Booted { .. } | Event::StepStarted { .. } => {}
+            Event::TestStarted { .. }
+            | Event::Booted { .. }
+            | Event::StepStarted { .. }
+            | Event::TestEnded { .. } => {}
         }
     }
 }

@@ -185,16 +185,18 @@ pub fn replay_results(reporter: &mut dyn Reporter, results: &[TestResult]) {
         artifacts: &artifacts,
     });
     let mut summary = Summary::default();
-    for t in results {
-        reporter.event(&Event::TestStarted { name: &t.name });
+    for (id, t) in results.iter().enumerate() {
+        reporter.event(&Event::TestStarted { id, name: &t.name });
         if let Some(b) = t.boot_ms {
             reporter.event(&Event::Booted {
+                id,
                 name: &t.name,
                 boot: Duration::from_millis(b),
             });
         }
         for s in t.steps.iter().filter(|s| s.status != Status::Skip) {
             reporter.event(&Event::StepStarted {
+                id,
                 name: &t.name,
                 index: s.index,
                 description: &s.description,
@@ -202,7 +204,8 @@ pub fn replay_results(reporter: &mut dyn Reporter, results: &[TestResult]) {
         }
         summary.add(t.status);
         summary.duration_ms += t.duration_ms;
-        reporter.event(&Event::TestFinished(t));
+        reporter.event(&Event::TestEnded { id });
+        reporter.event(&Event::TestFinished { id, result: t });
     }
     reporter.event(&Event::RunFinished(&summary));
 }
@@ -219,10 +222,10 @@ pub fn replay_stopped(reporter: &mut dyn Reporter, error: &str, interrupted: boo
         artifacts: &artifacts,
     });
     let mut summary = Summary::default();
-    for name in ["hello/load", "hello/unload"] {
+    for (id, name) in ["hello/load", "hello/unload"].into_iter().enumerate() {
         let t = TestResult::not_run(name.into(), String::new(), PathBuf::new(), error);
         summary.add(t.status);
-        reporter.event(&Event::TestFinished(&t));
+        reporter.event(&Event::TestFinished { id, result: &t });
     }
     summary.interrupted = interrupted;
     if !interrupted {
