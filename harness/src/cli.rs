@@ -603,12 +603,14 @@ fn prepare_and_run(
     let mut prepared = Vec::new();
     for profile in &profiles {
         let kit = {
+            let _t = crate::trace::span("kit");
             let (kit_args, profile) = (args.kit.clone(), profile.clone());
             until_interrupted(move || fetch_kit(&kit_args, &profile))?
         };
         let build_root = args.out.join("build").join(&profile.name);
         let verbose = args.verbose;
         let plan = {
+            let _t = crate::trace::span("build");
             let (specs, filter, kit, build_root) = (
                 specs.clone(),
                 args.filter.clone(),

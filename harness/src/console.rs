@@ -40,9 +40,6 @@ const QUEUED_CHUNKS: usize = 64;
 /// Largest single read from the socket.
 const CHUNK: usize = 64 * 1024;
 
-/// Base64 characters per line of a file sent to the guest.
-const FILE_LINE: usize = 1024;
-
 /// Bytes kept from before the ready marker, for diagnostics only.
 const PREAMBLE_KEEP: usize = 4096;
 
@@ -186,28 +183,22 @@ impl Console {
         self.exchange(tag, deadline, abort, &[])
     }
 
-    /// Writes `data` into the guest file `path` (appending), through the
-    /// protocol's `r` exchange: base64 lines the init's `head | base64 -d`
-    /// reads after it printed the begin marker. Lines stay far below the
-    /// tty's 4095-byte canonical limit, and each call should carry at most
-    /// some tens of KiB, so the guest's tty buffers never overflow.
-    pub fn write_file(
+    /// Like [`Console::run`], and once the guest announced the command,
+    /// sends `input` on the console for the command to read from
+    /// `/dev/ttyS0` (the shell's own stdin is `/dev/null`). Only modvm's own
+    /// commands do this; the input must be lines of at most 4095 bytes (the
+    /// tty's canonical limit) and should total some tens of KiB at most, so
+    /// the guest's tty buffers never overflow.
+    pub fn run_with_input(
         &mut self,
         tag: &str,
-        path: &str,
-        data: &[u8],
+        command: &str,
+        input: &[u8],
         deadline: Instant,
     ) -> Result<CommandOutput, ConsoleError> {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
-        let mut body = Vec::with_capacity(encoded.len() + encoded.len() / FILE_LINE + 1);
-        for line in encoded.as_bytes().chunks(FILE_LINE) {
-            body.extend_from_slice(line);
-            body.push(b'\n');
-        }
-        let lines = encoded.len().div_ceil(FILE_LINE);
-        let header = base64::engine::general_purpose::STANDARD.encode(format!("{lines} {path}"));
-        self.send(format!("r {tag} {header}\n").as_bytes())?;
-        self.exchange(tag, deadline, &mut || false, &body)
+        let encoded = base64::engine::general_purpose::STANDARD.encode(command);
+        self.send(format!("s {tag} {encoded}\n").as_bytes())?;
+        self.exchange(tag, deadline, &mut || false, input)
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {

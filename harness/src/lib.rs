@@ -32,3 +32,4 @@ pub mod runner;
 pub mod sockdir;
 pub mod spec;
 pub mod symbolize;
+pub mod trace;

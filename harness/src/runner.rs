@@ -230,10 +230,15 @@ fn run_test(
                 name: &name,
                 boot: guest.boot_time,
             });
-            run_steps(&mut guest, test, config, id, &name, &mut result, reporter);
+            {
+                let _t = crate::trace::span("steps");
+                run_steps(&mut guest, test, config, id, &name, &mut result, reporter);
+            }
             if result.status != Status::Pass {
                 result.kernel_tail = guest.klog.tail(TAIL_LINES);
             }
+            let _t = crate::trace::span("stop");
+            drop(guest);
         }
         Err(e) => {
             let tail = tail_of_file(&logs.kernel, 400);
@@ -419,9 +424,11 @@ fn run_step(
         begin: marker(id, "begin"),
         end: marker(&tag, "end"),
     };
+    let span = crate::trace::span("step-command");
     let outcome = guest
         .console
         .run(&tag, &command, deadline, &mut || watch.crashed_long_ago());
+    drop(span);
     match outcome {
         Ok(out) => {
             r.exit = Some(out.exit);

@@ -3,9 +3,9 @@
 //! was fixed when it was saved.
 //!
 //! The channel is the shell console itself (the only device every saved
-//! guest has): each module goes over as gzip, base64 lines (`r` exchanges
-//! of the init protocol). Debug information is stripped first: the guest
-//! never reads it (the host symbolises crash frames from the original file),
+//! guest has): each module goes over as gzip in base64 lines, which a
+//! command of modvm's reads from `/dev/ttyS0`. Debug information is
+//! stripped first: the guest never reads it (the host symbolises crash frames from the original file),
 //! and it is most of a Debian-built module: hello.ko goes from 109 KiB to
 //! 1.3 KiB on the wire. The guest then unpacks each file and prints its
 //! size and SHA-256, which must equal those of the stripped module before
@@ -21,10 +21,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Bytes of gzip per `r` exchange: far below what the guest's tty layer
-/// buffers (its flip buffers hold 640 KiB), so nothing is dropped however
-/// slowly the guest reads.
+/// Bytes of gzip per piece, and about half the input of one exchange: far
+/// below what the guest's tty layer buffers (its flip buffers hold
+/// 640 KiB), so nothing is dropped however slowly the guest reads.
 const CHUNK: usize = 32 * 1024;
+/// Base64 characters per line sent.
+const LINE: usize = 1024;
 
 /// Signed modules end with this; stripping would break the signature.
 const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
@@ -49,12 +51,8 @@ pub enum DeliverError {
     },
     #[error("the restored guest did not answer: {0}")]
     Console(#[from] ConsoleError),
-    #[error("sending {name} to the guest failed (exit status {status}): {output}")]
-    Transfer {
-        name: String,
-        status: i32,
-        output: String,
-    },
+    #[error("sending modules to the guest failed (exit status {status}): {output}")]
+    Transfer { status: i32, output: String },
     #[error("{name} arrived damaged: {detail}")]
     Mismatch { name: String, detail: String },
 }
@@ -138,49 +136,82 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Sends `payloads` into the guest's `/modules`, checks what arrived, sets
 /// the switches and the guest's clock; returns the taint mask afterwards.
+///
+/// The first exchange after a restore is the slow one (QEMU translates the
+/// guest's code paths afresh), so everything goes in as few exchanges as
+/// the tty's buffers allow: one for modules of up to [`CHUNK`] compressed.
 pub fn deliver(
     guest: &mut Guest,
     payloads: &[Arc<Payload>],
     switches: Switches,
     deadline: Instant,
 ) -> Result<u64, DeliverError> {
-    let mut script = Vec::new();
+    let mut exchanges: Vec<(Vec<String>, Vec<u8>)> = vec![(Vec::new(), Vec::new())];
+    let mut setup = Vec::new();
     for (i, p) in payloads.iter().enumerate() {
         let staged = format!("/tmp/.modvm-in-{i}");
-        for (n, chunk) in p.gzip.chunks(CHUNK).enumerate() {
-            let tag = console::new_tag(&format!("send{i}.{n}"));
-            let out = guest.console.write_file(&tag, &staged, chunk, deadline)?;
-            if out.exit != 0 {
-                return Err(DeliverError::Transfer {
-                    name: p.name.clone(),
-                    status: out.exit,
-                    output: out.output.trim().to_string(),
-                });
+        for piece in p.gzip.chunks(CHUNK) {
+            let lines = base64_lines(piece);
+            let current = exchanges.last_mut().expect("never empty");
+            if !current.1.is_empty() && current.1.len() + lines.len() > 2 * CHUNK {
+                exchanges.push((Vec::new(), Vec::new()));
             }
+            let current = exchanges.last_mut().expect("never empty");
+            let count = lines.iter().filter(|b| **b == b'\n').count();
+            current.0.push(format!(
+                "head -n {count} < /dev/ttyS0 | base64 -d >> {staged}"
+            ));
+            current.1.extend_from_slice(&lines);
         }
         let name = crate::qemu::shell_quote(&format!("/modules/{}", p.name));
-        script.push(format!(
+        setup.push(format!(
             "gunzip -c {staged} > {name} && rm -f {staged} && echo \"modvm-file $(wc -c < {name}) $(sha256sum {name})\" || echo modvm-file failed"
         ));
     }
     if switches.panic_on_warn {
-        script.push("echo 1 > /proc/sys/kernel/panic_on_warn".into());
+        setup.push("echo 1 > /proc/sys/kernel/panic_on_warn".into());
     }
     if switches.panic_on_oops {
-        script.push("echo 1 > /proc/sys/kernel/panic_on_oops".into());
+        setup.push("echo 1 > /proc/sys/kernel/panic_on_oops".into());
     }
     // The saved guest's clock stopped when it was saved.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    script.push(format!("date -s @{now} > /dev/null"));
-    let tag = console::new_tag("setup");
-    let out = guest
-        .console
-        .run(&tag, &script.join("\n"), deadline, &mut || false)?;
-    check_arrivals(payloads, &out)?;
-    Ok(out.taint)
+    setup.push(format!("date -s @{now} > /dev/null"));
+    exchanges.last_mut().expect("never empty").0.extend(setup);
+
+    let last = exchanges.len() - 1;
+    for (n, (script, input)) in exchanges.iter().enumerate() {
+        let tag = console::new_tag(&format!("setup{n}"));
+        let out = guest
+            .console
+            .run_with_input(&tag, &script.join("\n"), input, deadline)?;
+        if n == last {
+            check_arrivals(payloads, &out)?;
+            return Ok(out.taint);
+        }
+        if out.exit != 0 {
+            return Err(DeliverError::Transfer {
+                status: out.exit,
+                output: out.output.trim().to_string(),
+            });
+        }
+    }
+    unreachable!("the last exchange returns")
+}
+
+/// Base64 in lines the guest's tty takes whole (below 4095 bytes).
+fn base64_lines(data: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / LINE + 1);
+    for line in encoded.as_bytes().chunks(LINE) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out
 }
 
 /// Compares the guest's `modvm-file <size> <sha256> <path>` lines with what

@@ -146,7 +146,10 @@ impl Restore {
             Slot::Unknown => {}
         }
         let found = recipe.find();
-        let damaged = found.as_ref().filter(|s| !s.intact());
+        let damaged = {
+            let _t = crate::trace::span("snapshot-check");
+            found.as_ref().filter(|s| !s.intact())
+        };
         if damaged.is_some() {
             (self.notice)(&format!(
                 "the saved {} guest is damaged; saving it again",
@@ -202,7 +205,10 @@ impl Restore {
         let payloads = request
             .modules
             .iter()
-            .map(|m| self.payloads.get(m))
+            .map(|m| {
+                let _t = crate::trace::span("module-prepare");
+                self.payloads.get(m)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
                 RestoreFailure::Test(BootError::Io(std::io::Error::other(e.to_string())))
@@ -211,8 +217,11 @@ impl Restore {
         qemu.initrd = snapshot.initrd();
         qemu.incoming = Some(snapshot.state());
         qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
+        let span = crate::trace::span("qemu-start");
         let mut guest = Guest::start(&qemu, request.logs, deadline)
             .map_err(|e| RestoreFailure::Snapshot(e.to_string()))?;
+        drop(span);
+        let span = crate::trace::span("restore");
         // Nothing may be sent before the state is loaded: QEMU's UART would
         // take the first byte into its pre-load registers, which the load
         // then overwrites, and would never read the socket again.
@@ -223,6 +232,8 @@ impl Restore {
                 None => e.to_string(),
             })
         })?;
+        drop(span);
+        let _t = crate::trace::span("setup");
         match deliver::deliver(&mut guest, &payloads, request.switches, deadline) {
             Ok(taint) => {
                 guest.release = snapshot.meta.release.clone();

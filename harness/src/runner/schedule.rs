@@ -140,6 +140,7 @@ pub fn run(
     });
     summary.interrupted = children::interrupted();
     summary.duration_ms = started.elapsed().as_millis() as u64;
+    let _t = crate::trace::span("report");
     reporter.event(&Event::RunFinished(&summary));
     summary
 }
@@ -159,6 +160,7 @@ fn work(tests: &[(TestId, &RunConfig, &PlannedTest)], next: &AtomicUsize, tx: Se
                 "the run was interrupted",
             )
         } else {
+            let _t = crate::trace::span("test");
             let mut result = run_test(config, test, id, &mut forward);
             if children::interrupted() {
                 mark_interrupted(&mut result);
