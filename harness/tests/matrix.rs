@@ -191,9 +191,15 @@ fn kernels_lists_profiles_and_prune_keeps_the_kit_in_use() {
         std::fs::create_dir_all(profile.join(kit).join("root")).unwrap();
     }
     std::fs::write(profile.join("current.json"), r#"{"kit": "new_2"}"#).unwrap();
+    let saved = cache
+        .path()
+        .join("snapshots/debian-6.1-cloud-0123456789abcdef");
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::write(saved.join("state"), b"saved guest").unwrap();
     let out = modvm(&["kernels", "prune", "--cache", c], &[]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(!profile.join("old_1").exists());
+    assert!(!cache.path().join("snapshots").exists(), "saved guests go");
     assert!(profile.join("new_2").exists());
     let out = modvm(&["kernels", "prune", "--all", "--cache", c], &[]);
     assert_eq!(out.code, 0, "{}", out.all());

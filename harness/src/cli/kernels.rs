@@ -35,7 +35,9 @@ pub enum KernelsAction {
         names: Vec<String>,
     },
     /// Remove kits the cache no longer uses (older versions, interrupted
-    /// installs); with --all, every kit and the private apt state.
+    /// installs) and every saved guest (each is saved again, in a few
+    /// seconds, by the next run that needs it); with --all, also every kit
+    /// and the private apt state.
     Prune {
         #[arg(long)]
         all: bool,
@@ -104,7 +106,9 @@ fn list(cache: &Path) -> Result<bool> {
 }
 
 fn prune(cache: &Path, all: bool) -> Result<bool> {
-    let mut freed = 0;
+    let snapshots = cache.join("snapshots");
+    let mut freed = dir_size(&snapshots);
+    remove(&snapshots)?;
     let kernels = cache.join("kernels");
     if all {
         for d in [kernels.clone(), cache.join("busybox")]
@@ -152,7 +156,13 @@ fn apt_dirs(cache: &Path) -> Vec<PathBuf> {
 }
 
 fn remove(path: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(path) {
+    let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    let removed = if is_dir {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("cannot remove {}", path.display()))
         }
