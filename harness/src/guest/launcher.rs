@@ -170,7 +170,7 @@ impl Restore {
                 Some(s)
             }
             Err(e) => {
-                self.give_up(&e.to_string());
+                self.cannot_save(&e);
                 *slot = Slot::Broken;
                 None
             }
@@ -188,11 +188,22 @@ impl Restore {
         })
     }
 
+    fn cannot_save(&self, e: &SnapshotError) {
+        if !children::interrupted() {
+            (self.notice)(&format!(
+                "cannot save a {} guest to restore ({e}); booting every guest cold",
+                self.profile
+            ));
+        }
+    }
+
     fn give_up(&self, why: &str) {
-        (self.notice)(&format!(
-            "cannot restore the saved {} guest ({why}); booting every guest cold",
-            self.profile
-        ));
+        if !children::interrupted() {
+            (self.notice)(&format!(
+                "cannot restore the saved {} guest ({why}); booting every guest cold",
+                self.profile
+            ));
+        }
     }
 
     fn restore(
@@ -300,7 +311,7 @@ impl Launcher for Restore {
                 match self.make(&recipe, request.timeout, Some(&snapshot)) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.give_up(&e.to_string());
+                        self.cannot_save(&e);
                         *slot = Slot::Broken;
                         drop(slot);
                         return Cold.launch(request);

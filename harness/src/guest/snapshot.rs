@@ -181,6 +181,18 @@ impl Recipe {
                 return Ok(found);
             }
         }
+        // Staging directories of this name left by a run that was killed
+        // while saving (under the lock, no one else is saving it now).
+        let prefix = format!(".{name}-");
+        for entry in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         let staging = tempfile::Builder::new()
             .prefix(&format!(".{name}-"))
             .tempdir_in(&self.root)
