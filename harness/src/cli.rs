@@ -672,6 +672,7 @@ fn prepare_and_run(
             console_socket: PathBuf::new(),
             qmp_socket: None,
             incoming: None,
+            incoming_fd: None,
         };
         if let Some(first) = plan.tests.first() {
             qemu.initrd = first.initrd.clone();

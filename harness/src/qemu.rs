@@ -39,6 +39,8 @@ pub struct QemuConfig {
     pub qmp_socket: Option<PathBuf>,
     /// A saved guest state to resume instead of booting.
     pub incoming: Option<PathBuf>,
+    /// `incoming` already open in the child as this descriptor.
+    pub incoming_fd: Option<i32>,
 }
 
 /// Kernel parameters every guest gets.
@@ -117,22 +119,35 @@ impl QemuConfig {
             a.push("migration.store-global-state=off".into());
         }
         if let Some(state) = &self.incoming {
-            // QEMU 7.2 has no `file:` migration URI; `exec:` runs through
-            // `sh -c`, hence the quoting.
             a.push("-incoming".into());
-            a.push(format!("exec:cat {}", shell_quote(&state.to_string_lossy())).into());
+            a.push(incoming_uri(state, self.incoming_fd).into());
         }
         a
     }
 
-    /// The whole command, shell-quoted, for the artifacts directory.
+    /// The whole command, shell-quoted, for the artifacts directory (a
+    /// saved state is read by `cat` there: the descriptor modvm passed
+    /// exists only in its own QEMU).
     pub fn display(&self) -> String {
         let mut out = shell_quote(&self.binary.to_string_lossy());
-        for arg in self.args() {
+        let mut runnable = self.clone();
+        runnable.incoming_fd = None;
+        for arg in runnable.args() {
             out.push(' ');
             out.push_str(&shell_quote(&arg.to_string_lossy()));
         }
         out
+    }
+}
+
+/// Where QEMU reads a saved state from. Reading an inherited descriptor of
+/// the file saves ~35 ms per restore over `exec:cat` (two processes and a
+/// pipe); QEMU 7.2 has no `file:` URI. `exec:` runs through `sh -c`, hence
+/// the quoting.
+fn incoming_uri(state: &std::path::Path, fd: Option<i32>) -> String {
+    match fd {
+        Some(fd) => format!("fd:{fd}"),
+        None => format!("exec:cat {}", shell_quote(&state.to_string_lossy())),
     }
 }
 
@@ -164,6 +179,7 @@ mod tests {
             console_socket: "/run/x/console.sock".into(),
             qmp_socket: None,
             incoming: None,
+            incoming_fd: None,
         }
     }
 
@@ -236,6 +252,9 @@ mod tests {
             value_after(&args(&c), "-global"),
             vec!["migration.store-global-state=off"]
         );
+        c.incoming_fd = Some(7);
+        assert_eq!(value_after(&args(&c), "-incoming"), vec!["fd:7"]);
+        assert!(c.display().contains("exec:cat"), "{}", c.display());
     }
 
     #[test]

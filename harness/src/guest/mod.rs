@@ -15,7 +15,9 @@ use crate::klog::KernelLog;
 use crate::logsink::LogSink;
 use crate::qemu::QemuConfig;
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -125,6 +127,12 @@ impl Guest {
             config.qmp_socket = Some(run_dir.path().join("qmp.sock"));
         }
         std::fs::write(&logs.cmdline, config.display() + "\n")?;
+        // A saved state goes to QEMU as an open descriptor, inheritable in
+        // the child only (other guests spawned meanwhile must not get it).
+        let state = config.incoming.as_ref().map(File::open).transpose()?;
+        if let Some(f) = &state {
+            config.incoming_fd = Some(f.as_raw_fd());
+        }
 
         let mut cmd = Command::new(&config.binary);
         cmd.args(config.args())
@@ -132,6 +140,23 @@ impl Guest {
             .stdout(Stdio::piped())
             .stderr(File::create(&logs.qemu_stderr)?);
         children::arm(&mut cmd);
+        if let Some(fd) = config.incoming_fd {
+            // SAFETY: fcntl and prctl on this process, between fork and
+            // exec; both async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // Transparent huge pages make a restore faster at the
+                    // median and 3x slower now and then (97 ms median, 390
+                    // ms worst, 152 ms mean over 20; without: 121, 128,
+                    // 122): a suite pays the mean. Best effort.
+                    libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().map_err(|source| BootError::Spawn {
             binary: config.binary.display().to_string(),
             source,

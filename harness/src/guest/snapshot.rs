@@ -125,6 +125,7 @@ impl Recipe {
         placeholder.console_socket = PathBuf::from("SOCKET");
         placeholder.qmp_socket = None;
         placeholder.incoming = None;
+        placeholder.incoming_fd = None;
         inputs.push(format!(
             "args {}",
             placeholder
@@ -333,6 +334,7 @@ mod tests {
                 console_socket: PathBuf::new(),
                 qmp_socket: None,
                 incoming: None,
+                incoming_fd: None,
             },
             busybox: root.join("busybox"),
         }
