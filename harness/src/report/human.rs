@@ -287,9 +287,13 @@ impl Reporter for Human {
             Event::TestEnded { id } => self.end_spinner(*id),
             Event::TestFinished { id, result: t } => {
                 self.end_spinner(*id);
+                let how = match t.guest {
+                    Some(crate::guest::launcher::Start::Restored) => "restore",
+                    _ => "boot",
+                };
                 let boot = t
                     .boot_ms
-                    .map(|b| format!(" (boot {})", secs(b)))
+                    .map(|b| format!(" ({how} {})", secs(b)))
                     .unwrap_or_default();
                 let failed = !matches!(t.status, Status::Pass | Status::Skip | Status::NotRun);
                 if self.level == Level::Quiet && !failed {
