@@ -178,9 +178,22 @@ impl Console {
         deadline: Instant,
         abort: &mut dyn FnMut() -> bool,
     ) -> Result<CommandOutput, ConsoleError> {
+        self.run_streaming(tag, command, deadline, abort, &mut |_| {})
+    }
+
+    /// [`Console::run`], handing the command's output to `stream` as it
+    /// arrives (`modvm run` prints it live); the capture is kept as well.
+    pub fn run_streaming(
+        &mut self,
+        tag: &str,
+        command: &str,
+        deadline: Instant,
+        abort: &mut dyn FnMut() -> bool,
+        stream: &mut dyn FnMut(&[u8]),
+    ) -> Result<CommandOutput, ConsoleError> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(command);
         self.send(format!("s {tag} {encoded}\n").as_bytes())?;
-        self.exchange(tag, deadline, abort, &[])
+        self.exchange(tag, deadline, abort, &[], stream)
     }
 
     /// Like [`Console::run`], and once the guest announced the command,
@@ -198,7 +211,7 @@ impl Console {
     ) -> Result<CommandOutput, ConsoleError> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(command);
         self.send(format!("s {tag} {encoded}\n").as_bytes())?;
-        self.exchange(tag, deadline, &mut || false, input)
+        self.exchange(tag, deadline, &mut || false, input, &mut |_| {})
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {
@@ -217,6 +230,7 @@ impl Console {
         deadline: Instant,
         abort: &mut dyn FnMut() -> bool,
         after_begin: &[u8],
+        stream: &mut dyn FnMut(&[u8]),
     ) -> Result<CommandOutput, ConsoleError> {
         let mut poll = Poll::new(deadline);
         let mut capture = Capture::default();
@@ -245,6 +259,7 @@ impl Console {
             match finder.find(&self.pending) {
                 Some(p) => {
                     capture.push(&self.pending[..p]);
+                    stream(&self.pending[..p]);
                     self.pending.drain(..p);
                     let body = &self.pending[end.len()..];
                     if let Some(close) = body.iter().position(|b| *b == RS) {
@@ -267,6 +282,7 @@ impl Console {
                     let keep = end.len() - 1;
                     let cut = self.pending.len().saturating_sub(keep);
                     capture.push(&self.pending[..cut]);
+                    stream(&self.pending[..cut]);
                     self.pending.drain(..cut);
                 }
             }

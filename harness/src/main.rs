@@ -1,5 +1,6 @@
 //! `modvm`: exit 0 when every test passed, 1 when a test failed, 2 for usage,
-//! configuration or environment errors, 130 when interrupted.
+//! configuration or environment errors, 130 when interrupted; `modvm run`
+//! passes the guest command's status through.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -13,8 +14,7 @@ fn main() -> ExitCode {
         }
     };
     match modvm::cli::run(cli) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(outcome) => ExitCode::from(outcome.code()),
         Err(_) if modvm::children::interrupted() => ExitCode::from(130),
         Err(e) => {
             eprintln!("modvm: error: {}", modvm::cli::error_text(&e));

@@ -6,11 +6,11 @@
 //! caught even when the command itself "succeeds". A crash ends the test
 //! (its guest is discarded); the next test boots a fresh guest.
 
-use crate::console::{self, ConsoleError};
 use crate::crash;
+use crate::guest::exec::Ended;
 use crate::guest::launcher::{LaunchRequest, Launcher};
 use crate::guest::{BootError, Guest, GuestLogs};
-use crate::klog::{marker, KernelLine, KernelLog};
+use crate::klog::KernelLine;
 use crate::outcome::{Crash, Event, Reporter, Status, StepResult, Summary, TestId, TestResult};
 use crate::qemu::QemuConfig;
 use crate::spec::{ExitExpect, Expect, Step, TestSpec};
@@ -21,18 +21,6 @@ mod schedule;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How long after a command's end marker its kernel-log marker may lag.
-const KLOG_GRACE: Duration = Duration::from_secs(2);
-/// How long a command may go on after the kernel reported a crash before
-/// the step is given up (a WARNING lets the command finish; a lockup never
-/// does).
-const CRASH_GRACE: Duration = Duration::from_secs(1);
-/// How long to wait for QEMU to close the kernel log after the guest died,
-/// so the whole panic report is in.
-const DEATH_GRACE: Duration = Duration::from_secs(2);
-/// Lines before the new ones that the crash watcher searches again, so a
-/// report whose header arrived in an earlier batch is still recognised.
-const WATCH_CONTEXT: usize = 64;
 /// Kernel lines kept with a test that ended abnormally.
 const TAIL_LINES: usize = 40;
 /// Kernel lines kept per step (a module that floods the log must not flood
@@ -370,7 +358,7 @@ fn run_steps(
     }
 }
 
-fn symbolize_all(
+pub(crate) fn symbolize_all(
     crashes: &mut [Crash],
     modules: &[PathBuf],
     kernel_symbols: Option<&(PathBuf, PathBuf)>,
@@ -410,41 +398,31 @@ fn run_step(
     taint: &mut u64,
 ) -> StepOutcome {
     let started = Instant::now();
-    let from = guest.klog.len();
     let deadline = started + Duration::from_secs_f64(timeout_s);
     let command = step.action.command();
     let mut r = StepResult {
         command: command.clone(),
         ..skipped(index, step, description)
     };
-    let klog = guest.klog.clone();
-    let mut watch = CrashWatch::new(klog, from);
-    let tag = console::new_tag(id);
-    let cut = StepCut {
-        begin: marker(id, "begin"),
-        end: marker(&tag, "end"),
-    };
     let span = crate::trace::span("step-command");
-    let outcome = guest
-        .console
-        .run(&tag, &command, deadline, &mut || watch.crashed_long_ago());
+    let capture = guest.exec(id, &command, deadline, &mut |_| {});
     drop(span);
-    match outcome {
-        Ok(out) => {
-            r.exit = Some(out.exit);
-            r.taint = Some(out.taint);
-            r.output = out.output;
-            let lines = step_lines(&guest.klog, from, &cut, Instant::now() + KLOG_GRACE);
-            r.crashes = crash::detect(&lines);
-            r.failures = check(step, out.exit, &r.output, &lines);
-            r.kernel_lines = bounded(lines);
-            if out.dropped > 0 && !step.not_output.is_empty() {
+    r.output = capture.output;
+    let crash_detect_ms = first_crash_arrival(&capture.kernel_lines, &capture.crashes)
+        .map(|t| t.elapsed().as_millis() as u64);
+    r.crashes = capture.crashes;
+    match capture.ended {
+        Ended::Finished { exit, taint: after } => {
+            r.exit = Some(exit);
+            r.taint = Some(after);
+            r.failures = check(step, exit, &r.output, &capture.kernel_lines);
+            if capture.dropped > 0 && !step.not_output.is_empty() {
                 r.failures.push(format!(
                     "`not_output` cannot be checked: {} bytes of the output were dropped (only the first and last 64 KiB are kept); make the command print less",
-                    out.dropped
+                    capture.dropped
                 ));
             }
-            if let Some(msg) = crash::unexpected_taint(*taint, out.taint) {
+            if let Some(msg) = crash::unexpected_taint(*taint, after) {
                 r.failures.push(msg.clone());
                 if r.crashes.is_empty() {
                     r.crashes.push(Crash {
@@ -455,7 +433,7 @@ fn run_step(
                     });
                 }
             }
-            *taint = out.taint;
+            *taint = after;
             r.status = if !r.crashes.is_empty() {
                 Status::Crash
             } else if r.failures.is_empty() {
@@ -464,54 +442,37 @@ fn run_step(
                 Status::Fail
             };
         }
-        Err(e) => {
-            r.output = e.seen().to_string();
-            if matches!(e, ConsoleError::Closed { .. }) {
-                // Let QEMU finish writing the panic before reading it.
-                guest
-                    .klog
-                    .wait_until(Instant::now() + DEATH_GRACE, |_| false);
+        Ended::TimedOut => {
+            r.status = crash_or(&r.crashes, Status::Timeout);
+            r.failures.push(format!(
+                "`{command}` did not finish within {timeout_s:.1} s"
+            ));
+        }
+        Ended::CrashedMidway => {
+            r.status = crash_or(&r.crashes, Status::Timeout);
+            r.failures.push(format!(
+                "`{command}` did not finish after the kernel reported a crash"
+            ));
+        }
+        Ended::GuestDied { qemu } => {
+            r.status = Status::Crash;
+            if r.crashes.is_empty() {
+                r.crashes.push(Crash {
+                    title: "guest died without a crash report".into(),
+                    report: Vec::new(),
+                    frames: Vec::new(),
+                    fatal: true,
+                });
             }
-            let lines = step_lines(&guest.klog, from, &cut, Instant::now());
-            r.crashes = crash::detect(&lines);
-            r.kernel_lines = bounded(lines);
-            r.status = if r.crashes.is_empty() {
-                Status::Timeout
-            } else {
-                Status::Crash
-            };
-            match e {
-                ConsoleError::Timeout { .. } => r.failures.push(format!(
-                    "`{command}` did not finish within {timeout_s:.1} s"
-                )),
-                ConsoleError::Aborted { .. } => r.failures.push(format!(
-                    "`{command}` did not finish after the kernel reported a crash"
-                )),
-                ConsoleError::Closed { .. } => {
-                    r.status = Status::Crash;
-                    let exit = guest
-                        .wait_exit(Duration::from_millis(500))
-                        .unwrap_or_else(|| "still running".into());
-                    let msg = format!("the guest died during `{command}` (QEMU: {exit})");
-                    if r.crashes.is_empty() {
-                        r.crashes.push(Crash {
-                            title: "guest died without a crash report".into(),
-                            report: Vec::new(),
-                            frames: Vec::new(),
-                            fatal: true,
-                        });
-                    }
-                    r.failures.push(msg);
-                }
-                ConsoleError::Io(msg) => {
-                    r.status = Status::Error;
-                    r.failures.push(format!("console failure: {msg}"));
-                }
-            }
+            r.failures
+                .push(format!("the guest died during `{command}` (QEMU: {qemu})"));
+        }
+        Ended::ConsoleFailed(msg) => {
+            r.status = Status::Error;
+            r.failures.push(format!("console failure: {msg}"));
         }
     }
-    let crash_detect_ms =
-        first_crash_arrival(&r.kernel_lines, &r.crashes).map(|t| t.elapsed().as_millis() as u64);
+    r.kernel_lines = bounded(capture.kernel_lines);
     r.duration_ms = started.elapsed().as_millis() as u64;
     StepOutcome {
         result: r,
@@ -519,71 +480,18 @@ fn run_step(
     }
 }
 
+fn crash_or(crashes: &[Crash], otherwise: Status) -> Status {
+    if crashes.is_empty() {
+        otherwise
+    } else {
+        Status::Crash
+    }
+}
+
 /// When the first line of the first crash report reached modvm.
 fn first_crash_arrival(lines: &[KernelLine], crashes: &[Crash]) -> Option<Instant> {
     let first = crashes.first()?.report.first()?;
     lines.iter().find(|l| &l.text == first)?.arrived
-}
-
-/// Watches the kernel log while a command runs, to give up on a command
-/// that a crash keeps from finishing.
-struct CrashWatch {
-    klog: KernelLog,
-    from: usize,
-    seen_len: usize,
-    crashed_at: Option<Instant>,
-}
-
-impl CrashWatch {
-    fn new(klog: KernelLog, from: usize) -> CrashWatch {
-        CrashWatch {
-            klog,
-            from,
-            seen_len: from,
-            crashed_at: None,
-        }
-    }
-
-    fn crashed_long_ago(&mut self) -> bool {
-        if self.crashed_at.is_none() {
-            let len = self.klog.len();
-            if len != self.seen_len {
-                // Only the new lines (with a little context before them) are
-                // searched, so a chatty step costs linear time, not quadratic.
-                let start = self.seen_len.saturating_sub(WATCH_CONTEXT).max(self.from);
-                self.seen_len = len;
-                if !crash::detect(&self.klog.lines_from(start)).is_empty() {
-                    self.crashed_at = Some(Instant::now());
-                }
-            }
-        }
-        self.crashed_at.is_some_and(|t| t.elapsed() >= CRASH_GRACE)
-    }
-}
-
-/// The kernel-log lines that delimit one step: the begin line names the
-/// step's id, the end line its secret tag (see `images/init`).
-struct StepCut {
-    begin: String,
-    end: String,
-}
-
-/// Kernel lines between the step's begin and end markers (or up to now).
-fn step_lines(klog: &KernelLog, from: usize, cut: &StepCut, deadline: Instant) -> Vec<KernelLine> {
-    klog.wait_until(deadline, |lines| {
-        lines.iter().skip(from).any(|l| l.text == cut.end)
-    });
-    let lines = klog.lines_from(from);
-    let start = lines
-        .iter()
-        .position(|l| l.text == cut.begin)
-        .map(|p| p + 1)
-        .unwrap_or(0);
-    lines[start..]
-        .iter()
-        .take_while(|l| l.text != cut.end)
-        .cloned()
-        .collect()
 }
 
 /// At most [`STEP_LINES`] of a step's kernel lines, for the reports: the
@@ -685,7 +593,6 @@ fn tail_of_file(path: &Path, n: usize) -> Vec<KernelLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logsink::LogSink;
     use crate::spec::{Action, ModuleLoad, Pattern};
 
     fn line(t: &str) -> KernelLine {
@@ -756,24 +663,6 @@ mod tests {
         assert_eq!(check(&s, 0, "", &[]).len(), 1);
         let other = "insmod: can't insert '/modules/x.ko': No such device\n";
         assert!(check(&s, 1, other, &[])[0].contains("not with EINVAL"));
-    }
-
-    #[test]
-    fn step_lines_are_cut_at_markers() {
-        let data = "[0.1] before\n[0.2] modvm-mark 2 begin\n[0.3] inside\n[0.4] modvm-mark 2 end\n[0.5] after\n";
-        let log = KernelLog::start(
-            std::io::Cursor::new(data.as_bytes().to_vec()),
-            LogSink::new(None, None),
-        );
-        let cut = StepCut {
-            begin: marker("2", "begin"),
-            end: marker("2", "end"),
-        };
-        let got = step_lines(&log, 0, &cut, Instant::now() + Duration::from_secs(5));
-        assert_eq!(
-            got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
-            vec!["inside"]
-        );
     }
 
     fn result(status: Status, title: Option<&str>) -> TestResult {

@@ -1,7 +1,8 @@
 //! `modvm kernels`: the profiles, what the cache holds for each, and
 //! freeing the cache.
 
-use super::{fetch_kit, matrix, print_line, say, KitArgs};
+use super::prepare::fetch_kit;
+use super::{matrix, print_line, say, KitArgs};
 use crate::kernel::profile;
 use crate::kernel::record;
 use crate::kernel::{self, CacheState};

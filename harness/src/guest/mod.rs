@@ -5,6 +5,7 @@
 //! runner does not know which.
 
 pub mod deliver;
+pub mod exec;
 pub mod launcher;
 pub mod qmp;
 pub mod snapshot;

@@ -134,20 +134,8 @@ impl Human {
     }
 
     fn crash_detail(&mut self, c: &Crash) {
-        self.line(&format!("    crash: {}", c.title));
-        for f in c.frames.iter().take(MAX_FRAMES) {
-            let module = f
-                .module
-                .as_deref()
-                .map(|m| format!(" [{m}]"))
-                .unwrap_or_default();
-            let place = match (&f.file, f.line) {
-                (Some(file), Some(line)) => format!("  at {file}:{line}"),
-                (Some(file), None) => format!("  in {file}"),
-                _ => String::new(),
-            };
-            let offset = f.offset.map(|o| format!("+{o:#x}")).unwrap_or_default();
-            self.line(&format!("      {}{offset}{module}{place}", f.function));
+        for l in crash_summary(c) {
+            self.line(&format!("    {l}"));
         }
     }
 
@@ -187,6 +175,27 @@ impl Human {
             }
         }
     }
+}
+
+/// A crash as a person reads it: its title, then its first frames with
+/// their module and `file:line` where symbolised.
+pub fn crash_summary(c: &Crash) -> Vec<String> {
+    let mut lines = vec![format!("crash: {}", c.title)];
+    for f in c.frames.iter().take(MAX_FRAMES) {
+        let module = f
+            .module
+            .as_deref()
+            .map(|m| format!(" [{m}]"))
+            .unwrap_or_default();
+        let place = match (&f.file, f.line) {
+            (Some(file), Some(line)) => format!("  at {file}:{line}"),
+            (Some(file), None) => format!("  in {file}"),
+            _ => String::new(),
+        };
+        let offset = f.offset.map(|o| format!("+{o:#x}")).unwrap_or_default();
+        lines.push(format!("  {}{offset}{module}{place}", f.function));
+    }
+    lines
 }
 
 /// A live line with a message and the time elapsed; indicatif hides it

@@ -10,6 +10,7 @@
 //! because after `rmmod` its frames have no symbols left to name.
 
 use crate::crash;
+use crate::guest::exec::Ended;
 use crate::guest::Guest;
 use crate::klog::KernelLine;
 use crate::outcome::Crash;
@@ -44,11 +45,6 @@ pub fn scan(guest: &mut Guest, modules: &[String]) -> Vec<Crash> {
 /// output; `None` when it did not finish, which the step that follows
 /// will then report.
 fn quietly(guest: &mut Guest, id: &str, command: &str, timeout: Duration) -> Option<String> {
-    let tag = crate::console::new_tag(id);
-    let deadline = Instant::now() + timeout;
-    guest
-        .console
-        .run(&tag, command, deadline, &mut || false)
-        .ok()
-        .map(|out| out.output)
+    let capture = guest.exec(id, command, Instant::now() + timeout, &mut |_| {});
+    matches!(capture.ended, Ended::Finished { .. }).then_some(capture.output)
 }

@@ -83,9 +83,13 @@ pub fn out_dir() -> tempfile::TempDir {
 
 fn command(args: &[&str], env: &[(&str, &str)], out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_modvm"));
-    c.args(args).current_dir(repo()).env("NO_COLOR", "1");
-    if args.first() == Some(&"test") {
-        c.arg("--out").arg(out);
+    c.current_dir(repo()).env("NO_COLOR", "1");
+    if matches!(args.first(), Some(&"test") | Some(&"run") | Some(&"shell")) {
+        // Before any `--`: after it, words belong to the guest's command.
+        let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        c.args(&args[..at]).arg("--out").arg(out).args(&args[at..]);
+    } else {
+        c.args(args);
     }
     for (k, v) in env {
         c.env(k, v);

@@ -1,0 +1,128 @@
+//! The flags every command that starts a guest shares, and the parsers
+//! that bound every number where it enters.
+
+use crate::accel::AccelMode;
+use crate::spec;
+use clap::Args;
+use std::path::PathBuf;
+
+use super::KitArgs;
+
+/// How to get and start guests: `test`, `run` and `shell` share these.
+#[derive(Args, Debug, Clone)]
+pub struct GuestArgs {
+    #[command(flatten)]
+    pub kit: KitArgs,
+    /// CPU acceleration; `auto` uses KVM only after a probe boot proves it works.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: AccelMode,
+    /// Where builds and per-test logs go.
+    #[arg(long, default_value = "target/modvm")]
+    pub out: PathBuf,
+    /// Seconds a guest may take to reach its shell (1 to 3600) [default: the kernel profile's, 60 for the Debian ones]
+    #[arg(long, value_parser = boot_timeout_s)]
+    pub boot_timeout: Option<f64>,
+    /// Guest memory in MiB (96 to 65536) [default: the kernel profile's, 256 for the Debian ones]
+    #[arg(long, value_parser = memory_mib)]
+    pub memory: Option<u32>,
+    /// Guest CPUs for tests whose spec sets no `smp` (1 to 16).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=spec::MAX_SMP as i64))]
+    pub smp: u32,
+    /// Boot every guest instead of restoring a saved one (the saved guests
+    /// live in the cache under `snapshots/`).
+    #[arg(long)]
+    pub cold: bool,
+    /// Extra kernel command-line parameters.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// Stream every guest's console and kernel log to stderr while it runs.
+    #[arg(long)]
+    pub console: bool,
+    /// Boot with `panic_on_warn=1`: a kernel WARNING ends the guest at once.
+    #[arg(long)]
+    pub panic_on_warn: bool,
+    /// Boot with `oops=panic`: an oops ends the guest at once.
+    #[arg(long)]
+    pub panic_on_oops: bool,
+}
+
+/// Below this the cloud kernel does not reach its shell (64 MiB fails).
+const MIN_MEMORY_MIB: u32 = 96;
+/// 64 GiB: far beyond what a module test needs, and small enough that QEMU
+/// reports a host shortage instead of an overflow.
+const MAX_MEMORY_MIB: u32 = 65536;
+/// An hour: a boot that takes longer has hung.
+const MAX_BOOT_TIMEOUT_S: f64 = 3600.0;
+/// A day: longer deadlines are typos, and `Duration` cannot hold every `f64`.
+const MAX_STEP_TIMEOUT_S: f64 = 86400.0;
+
+/// More guests than this at once is a typo: each needs its own memory
+/// (256 MiB by default) and most of a CPU under TCG.
+pub(super) const MAX_JOBS: usize = 64;
+
+/// Parses seconds and checks them against a range at the edge, so that no
+/// later `Duration` conversion can see NaN, infinity or an overflow.
+pub(super) fn seconds_in(
+    text: &str,
+    min: f64,
+    min_inclusive: bool,
+    max: f64,
+) -> Result<f64, String> {
+    let range = if min_inclusive {
+        format!("from {min} to {max} seconds")
+    } else {
+        format!("above {min} and at most {max} seconds")
+    };
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds; allowed: {range}"))?;
+    let above_min = if min_inclusive { v >= min } else { v > min };
+    if v.is_finite() && above_min && v <= max {
+        Ok(v)
+    } else {
+        Err(format!("{text} is out of range; allowed: {range}"))
+    }
+}
+
+pub(super) fn boot_timeout_s(text: &str) -> Result<f64, String> {
+    seconds_in(text, 1.0, true, MAX_BOOT_TIMEOUT_S)
+}
+
+pub(super) fn step_timeout_s(text: &str) -> Result<f64, String> {
+    seconds_in(text, 0.0, false, MAX_STEP_TIMEOUT_S)
+}
+
+pub(super) fn memory_mib(text: &str) -> Result<u32, String> {
+    let range = format!("from {MIN_MEMORY_MIB} to {MAX_MEMORY_MIB} MiB (the guest kernel needs at least {MIN_MEMORY_MIB})");
+    match text.trim().parse::<u64>() {
+        Ok(v) if (u64::from(MIN_MEMORY_MIB)..=u64::from(MAX_MEMORY_MIB)).contains(&v) => {
+            Ok(v as u32)
+        }
+        Ok(_) => Err(format!("{text} is out of range; allowed: {range}")),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number of MiB; allowed: {range}"
+        )),
+    }
+}
+
+pub(super) fn jobs(text: &str) -> Result<usize, String> {
+    let range = format!("from 1 to {MAX_JOBS} guests at once");
+    match text.trim().parse::<u64>() {
+        Ok(v) if (1..=MAX_JOBS as u64).contains(&v) => Ok(v as usize),
+        Ok(_) => Err(format!("{text} is out of range; allowed: {range}")),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number of guests; allowed: {range}"
+        )),
+    }
+}
+
+/// One guest per CPU: under TCG each guest keeps a CPU busy.
+pub(super) fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_JOBS)
+}

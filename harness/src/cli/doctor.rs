@@ -1,0 +1,91 @@
+//! `modvm doctor`: the host's prerequisites, KVM and the kernel cache.
+
+use super::matrix;
+use super::{print_line, say, KitArgs};
+use crate::{accel, kernel, paths, prereq};
+use anyhow::{bail, Result};
+
+/// `println!` that ends quietly on a closed stdout (see [`print_line`]).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        print_line(&format!($($t)*))?;
+    }};
+}
+
+pub fn doctor(args: &KitArgs) -> Result<bool> {
+    let profiles = matrix::profiles(&args.kernel, &mut say)?;
+    let tools = matrix::tools(&profiles);
+    let mut ok = true;
+    for t in &tools {
+        match prereq::find(&t.program) {
+            Some(p) => out!("ok       {:<20} {}", t.program, p.display()),
+            None => {
+                ok = false;
+                out!(
+                    "MISSING  {:<20} {}: install with `sudo apt-get install {}`",
+                    t.program,
+                    t.why,
+                    t.package
+                );
+            }
+        }
+    }
+    match accel::kvm_device_problem() {
+        None => out!(
+            "ok       {:<20} openable; `--accel auto` probes it before use",
+            "/dev/kvm"
+        ),
+        Some(p) => out!(
+            "note     {:<20} {p}: guests run under TCG (slower, works)",
+            "/dev/kvm"
+        ),
+    }
+    let cache = paths::cache_dir(args.cache.clone());
+    let mut kit_damaged = false;
+    for profile in &profiles {
+        if !kernel::is_cached_kind(profile) {
+            match (&profile.source, kernel::host::problem()) {
+                (kernel::Source::Host, Some(why)) => {
+                    out!("MISSING  {:<20} {why}", profile.name);
+                    ok = false;
+                }
+                _ => out!(
+                    "note     {:<20} a {} kernel: checked when a run uses it",
+                    profile.name,
+                    profile.source.kind()
+                ),
+            }
+            continue;
+        }
+        match kernel::inspect(&cache, profile) {
+        kernel::CacheState::Ready(kit) => out!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, kit.dir.display()),
+        kernel::CacheState::Unverified(kit) => out!(
+            "ok       {:<20} {} ({}) in {} (made by an older modvm; checked and given a manifest on the next `modvm test` or `modvm fetch`)",
+            "kernel", kit.release, kit.version, kit.dir.display()
+        ),
+        kernel::CacheState::Damaged(damage) => {
+            out!(
+                "DAMAGED  {:<20} {damage}; `modvm fetch` fetches it again",
+                "kernel"
+            );
+            kit_damaged = true;
+        }
+        kernel::CacheState::Missing => out!(
+            "note     {:<20} `{}` not cached yet in {}; `modvm fetch` or the first `modvm test` downloads it",
+            "kernel",
+            profile.name,
+            cache.display()
+        ),
+        }
+    }
+    if !ok {
+        if prereq::can_self_install() {
+            out!("(running as root on Debian: `modvm test` installs missing tools itself)");
+        }
+        bail!("some host prerequisites are missing (see above)");
+    }
+    if kit_damaged {
+        bail!("the cached kernel kit is damaged (see above)");
+    }
+    Ok(true)
+}

@@ -1,0 +1,436 @@
+//! The command line: one file per subcommand over a shared "prepare a run"
+//! step (`prepare.rs`: specs, prerequisites, kits, builds, run directory,
+//! accelerator, launcher); this file holds the definitions and the
+//! dispatch, and turns every command's result into an [`Outcome`].
+
+use crate::kernel::profile;
+use crate::{children, plan, prereq, spec};
+
+mod args;
+mod doctor;
+mod kernels;
+mod matrix;
+mod prepare;
+mod run;
+mod test;
+use anyhow::{Context, Result};
+pub use args::GuestArgs;
+use args::{jobs, step_timeout_s};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "modvm",
+    version,
+    about = "Test Linux kernel modules inside throw-away QEMU guests"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build the module(s), boot a guest per test, run the spec's steps.
+    Test(Box<TestArgs>),
+    /// Run one command in a fresh guest, output streamed, its exit status
+    /// passed through (`modvm run module -- sh -c 'insmod hello.ko'`).
+    Run(Box<run::RunArgs>),
+    /// List the tests `test` would run, without building or booting.
+    List(ListArgs),
+    /// Fetch the guest kernel kit into the cache (done by `test` when needed).
+    Fetch(KitArgs),
+    /// Check the host prerequisites and say how to fix what is missing.
+    Doctor(KitArgs),
+    /// List kernel profiles and the cache; fetch, build or prune them.
+    Kernels(kernels::KernelsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KitArgs {
+    /// Kernel profiles, comma-separated: built-in names, paths of recipe
+    /// files, or `all` (every built-in profile that can run here).
+    #[arg(long, default_value = profile::DEFAULT_PROFILE)]
+    pub kernel: String,
+    /// Cache directory [default: $MODVM_CACHE, else $XDG_CACHE_HOME/modvm, else ~/.cache/modvm]
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Fetch again even if the kit is cached (picks up a newer kernel).
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    /// Module directories (holding modvm.json) or spec files [default: module]
+    pub paths: Vec<PathBuf>,
+    /// Only tests whose `suite/name` contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Module directories (holding modvm.json; without one, a smoke test
+    /// loads and unloads every module) or spec files [default: module]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Only tests whose `suite/name` contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Seconds a step may take when its spec sets no `timeout_s` (above 0, at most 86400).
+    #[arg(long, default_value_t = spec::DEFAULT_STEP_TIMEOUT_S, value_parser = step_timeout_s)]
+    pub step_timeout: f64,
+    /// Guests running at once (1 to 64) [default: the number of CPUs]
+    #[arg(short, long, value_name = "N", value_parser = jobs)]
+    pub jobs: Option<usize>,
+    /// Show each step and the module build's output.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print only failures and the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write a JSON report (schema: docs/report.schema.json).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a JUnit XML report.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Print KTAP version 1 on stdout (the human output moves to stderr).
+    #[arg(long)]
+    pub ktap: bool,
+}
+
+/// The run was stopped by Ctrl-C (exit 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// How a command ended, as the process's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for was done and passed (exit 0).
+    Success,
+    /// A test failed, crashed or timed out (exit 1).
+    TestsFailed,
+    /// The status of a command run in the guest (`modvm run`).
+    Status(u8),
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::TestsFailed => 1,
+            Outcome::Status(s) => s,
+        }
+    }
+}
+
+impl From<bool> for Outcome {
+    fn from(passed: bool) -> Outcome {
+        if passed {
+            Outcome::Success
+        } else {
+            Outcome::TestsFailed
+        }
+    }
+}
+
+/// Runs a parsed command. Errors are exit 2 (130 after an interrupt).
+pub fn run(cli: Cli) -> Result<Outcome> {
+    children::install_interrupt_handler();
+    match cli.command {
+        Command::Test(args) => test::test(*args).map(Outcome::from),
+        Command::Run(args) => run::run(*args),
+        Command::List(args) => {
+            let specs = prepare::load_specs(&args.paths)?;
+            let mut n = 0;
+            for loaded in &specs {
+                for name in plan::selected(loaded, args.filter.as_deref()) {
+                    let origin = if loaded.smoke {
+                        format!("{} (no spec: smoke test)", loaded.dir.display())
+                    } else {
+                        loaded.path.display().to_string()
+                    };
+                    if !print_line(&format!("{name:<40} {origin}"))? {
+                        return Ok(Outcome::Success);
+                    }
+                    n += 1;
+                }
+            }
+            eprintln!("{n} test{}", if n == 1 { "" } else { "s" });
+            Ok(Outcome::Success)
+        }
+        Command::Fetch(args) => {
+            for profile in matrix::profiles(&args.kernel, &mut say)? {
+                // Fetching needs only apt's tools, not the compiler or QEMU.
+                let tools: Vec<_> = prereq::required(&profile.compiler)
+                    .into_iter()
+                    .filter(|t| ["apt-get", "dpkg-deb"].contains(&t.program.as_str()))
+                    .collect();
+                prereq::ensure(&tools, &mut say)?;
+                let kit = prepare::fetch_kit(&args, &profile)?;
+                print_line(&format!(
+                    "{}: {} ({}) ready in {}",
+                    kit.profile,
+                    kit.release,
+                    kit.version,
+                    kit.dir.display()
+                ))?;
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Doctor(args) => doctor::doctor(&args).map(Outcome::from),
+        Command::Kernels(args) => kernels::run(&args).map(Outcome::from),
+    }
+}
+
+/// The error and its causes for the user, each said once.
+///
+/// `{:#}` appends every `source()` to the message, but many error types
+/// already quote their source in their own text ("{path}: {source}"), which
+/// would print the compiler output or an OS error twice. A cause whose text
+/// is already in what has been written adds nothing and is left out.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(c.trim()) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
+/// Writes a line to stdout; `Ok(false)` when the reader has gone away
+/// (`modvm list | head -1`), which is a normal end of output, not an error.
+/// (`println!` would panic there.)
+pub(crate) fn print_line(line: &str) -> Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("cannot write to stdout"),
+    }
+}
+
+pub(crate) fn say(msg: &str) {
+    eprintln!("modvm: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::args::{default_jobs, MAX_JOBS};
+    use super::prepare::load_specs;
+    use super::*;
+    use crate::accel::AccelMode;
+    use clap::CommandFactory;
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_defaults() {
+        let cli = Cli::try_parse_from(["modvm", "test"]).unwrap();
+        let Command::Test(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.guest.accel, AccelMode::Auto);
+        assert_eq!(a.guest.kit.kernel, profile::DEFAULT_PROFILE);
+        assert!(a.paths.is_empty());
+    }
+
+    #[test]
+    fn jobs_are_bounded_where_parsed() {
+        let jobs_of = |v: &str| {
+            let cli = Cli::try_parse_from(["modvm", "test", &format!("--jobs={v}")])?;
+            let Command::Test(a) = cli.command else {
+                panic!()
+            };
+            Ok::<_, clap::Error>(a.jobs)
+        };
+        assert_eq!(jobs_of("1").unwrap(), Some(1));
+        assert_eq!(jobs_of("64").unwrap(), Some(64));
+        for bad in ["0", "65", "999", "-1", "two", "1.5"] {
+            let e = jobs_of(bad).unwrap_err().to_string();
+            assert!(e.contains("allowed: from 1 to 64"), "{bad}: {e}");
+        }
+        assert!((1..=MAX_JOBS).contains(&default_jobs()));
+    }
+
+    #[test]
+    fn bad_accel_is_a_usage_error() {
+        assert!(Cli::try_parse_from(["modvm", "test", "--accel", "xen"]).is_err());
+    }
+
+    fn module_dir(root: &Path, rel: &str, spec: Option<&str>) -> PathBuf {
+        let dir = root.join(rel);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Kbuild"), "obj-m := x.o\n").unwrap();
+        if let Some(text) = spec {
+            std::fs::write(dir.join(spec::SPEC_FILE), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_same_module_named_twice_is_loaded_once() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = module_dir(
+            root.path(),
+            "m",
+            Some(r#"{"tests": [{"name": "t", "steps": [{"run": "true"}]}]}"#),
+        );
+        let specs = load_specs(&[
+            dir.clone(),
+            dir.join(spec::SPEC_FILE),
+            root.path().join("m/../m"),
+        ])
+        .unwrap();
+        assert_eq!(specs.len(), 1);
+        let smoke = module_dir(root.path(), "s", None);
+        assert_eq!(load_specs(&[smoke.clone(), smoke]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn two_directories_with_one_suite_name_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let a = module_dir(root.path(), "p1/mod", None);
+        let b = module_dir(root.path(), "p2/mod", None);
+        let e = load_specs(&[a, b]).unwrap_err().to_string();
+        assert!(
+            e.contains("p1/mod (no modvm.json) and") && e.contains("both suite \"mod\""),
+            "{e}"
+        );
+    }
+
+    fn parse_test(args: &[&str]) -> Result<TestArgs, clap::Error> {
+        let mut all = vec!["modvm", "test"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Test(a) => Ok(*a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_outside_their_range_are_usage_errors_naming_the_range() {
+        for (flag, value, range) in [
+            ("--boot-timeout", "inf", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "NaN", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "0.5", "from 1 to 3600 seconds"),
+            ("--boot-timeout", "3601", "from 1 to 3600 seconds"),
+            (
+                "--step-timeout",
+                "1e300",
+                "above 0 and at most 86400 seconds",
+            ),
+            (
+                "--step-timeout",
+                "1e19",
+                "above 0 and at most 86400 seconds",
+            ),
+            ("--step-timeout", "0", "above 0 and at most 86400 seconds"),
+            ("--step-timeout", "-1", "above 0 and at most 86400 seconds"),
+            (
+                "--step-timeout",
+                "soon",
+                "above 0 and at most 86400 seconds",
+            ),
+            ("--memory", "64", "from 96 to 65536 MiB"),
+            ("--memory", "99999999999", "from 96 to 65536 MiB"),
+            ("--memory", "1.5", "from 96 to 65536 MiB"),
+        ] {
+            let e = parse_test(&[&format!("{flag}={value}")]).expect_err(value);
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            let text = e.to_string();
+            assert!(text.contains(range), "{flag} {value}: {text}");
+        }
+    }
+
+    #[test]
+    fn numbers_at_the_edges_of_their_range_are_taken() {
+        let a = parse_test(&[
+            "--boot-timeout",
+            "3600",
+            "--step-timeout",
+            "0.001",
+            "--memory",
+            "96",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.guest.boot_timeout, a.step_timeout, a.guest.memory),
+            (Some(3600.0), 0.001, Some(96))
+        );
+        let a = parse_test(&[
+            "--boot-timeout",
+            "1",
+            "--step-timeout",
+            "86400",
+            "--memory",
+            "65536",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.guest.boot_timeout, a.step_timeout, a.guest.memory),
+            (Some(1.0), 86400.0, Some(65536))
+        );
+        assert!(Duration::from_secs_f64(a.step_timeout) > Duration::ZERO);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Quoting {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot build the module in m: {source}")]
+    struct Outer {
+        #[source]
+        source: Quoting,
+    }
+
+    #[test]
+    fn a_cause_already_quoted_by_its_error_is_printed_once() {
+        let io = std::io::Error::from_raw_os_error(libc::EROFS);
+        let os = io.to_string();
+        let e = anyhow::Error::new(Outer {
+            source: Quoting {
+                path: "/cache".into(),
+                source: io,
+            },
+        })
+        .context("cannot get the guest kernel");
+        let text = error_text(&e);
+        assert_eq!(
+            text,
+            format!("cannot get the guest kernel: cannot build the module in m: /cache: {os}")
+        );
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_cause_not_yet_quoted_is_appended() {
+        let e = anyhow::Error::new(std::io::Error::other("disk full")).context("writing x");
+        assert_eq!(error_text(&e), "writing x: disk full");
+    }
+
+    #[test]
+    fn stamp_has_date_shape() {
+        let s = prepare::utc_stamp();
+        assert_eq!(s.len(), 15);
+        assert!(s.starts_with("20"));
+    }
+}

@@ -1,0 +1,359 @@
+//! What every command that starts guests does first: load the specs, check
+//! the host, get each kernel's kit, build the modules, make the run
+//! directory, decide the accelerator and pick the launcher.
+
+use super::matrix;
+use super::{say, GuestArgs, Interrupted, KitArgs};
+use crate::accel;
+use crate::guest::launcher::{Cold, Launcher, Restore};
+use crate::guest::{Guest, GuestLogs};
+use crate::kernel::profile::KernelProfile;
+use crate::kernel::{self, Kit};
+use crate::qemu::{Accel, QemuConfig};
+use crate::report::human::spinner;
+use crate::runner::{self, RunConfig};
+use crate::{children, paths, plan, prereq, spec};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn fetch_kit(args: &KitArgs, profile: &KernelProfile) -> Result<Kit> {
+    let cache = paths::cache_dir(args.cache.clone());
+    let mut progress = KitProgress { spinner: None };
+    let kit = kernel::ensure(&cache, profile, args.refresh, &mut progress);
+    if let Some(sp) = progress.spinner {
+        sp.finish_and_clear();
+    }
+    kit.with_context(|| format!("cannot get the guest kernel `{}`", profile.name))
+}
+
+/// Shows the kit's steps on a spinner (started only when there is work)
+/// and its notices as lines that stay.
+struct KitProgress {
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl kernel::Progress for KitProgress {
+    fn step(&mut self, message: &str) {
+        let sp = self.spinner.get_or_insert_with(spinner);
+        if sp.is_hidden() {
+            say(message);
+        }
+        sp.set_message(message.to_string());
+    }
+
+    fn notice(&mut self, message: &str) {
+        match &self.spinner {
+            Some(sp) => sp.suspend(|| say(message)),
+            None => say(message),
+        }
+    }
+}
+
+/// Runs `work` on a thread of its own and stops waiting for it when the
+/// user interrupts. A build or a download can take minutes, longer than the
+/// interrupt handler's wind-down; waiting for them would let the process
+/// exit without writing the reports.
+pub fn until_interrupted<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Timeout) if children::interrupted() => {
+                return Err(Interrupted.into())
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => bail!("the build stopped without a result"),
+        }
+    }
+}
+
+/// A run ready to start: each kernel's guest settings and planned tests,
+/// the run's artifacts directory, and how many results are modules that did
+/// not build for a kernel of a matrix.
+pub struct Prepared {
+    pub runs: Vec<runner::KernelRun>,
+    pub artifacts: PathBuf,
+    pub unbuilt: usize,
+}
+
+/// What to prepare beyond the guest flags.
+pub struct Request<'a> {
+    pub paths: &'a [PathBuf],
+    pub filter: Option<&'a str>,
+    pub step_timeout_s: f64,
+    /// Show the module build's output.
+    pub verbose: bool,
+}
+
+/// Everything from the specs to the tests ready to run. `planned` receives
+/// the selected tests' names as soon as they are known, for the reports of
+/// a run that stops before running them.
+pub fn prepare(
+    args: &GuestArgs,
+    request: &Request<'_>,
+    planned: &mut Vec<String>,
+) -> Result<Prepared> {
+    let specs = load_specs(request.paths)?;
+    let filter = request.filter;
+    *planned = specs
+        .iter()
+        .flat_map(|s| plan::selected(s, filter))
+        .collect();
+    if planned.is_empty() {
+        bail!(
+            "no test matches the filter {:?} (`modvm list` shows the tests)",
+            filter.unwrap_or_default()
+        );
+    }
+    let profiles = matrix::profiles(&args.kit.kernel, &mut say)?;
+    matrix::check_spec_kernels(&specs, &profiles)?;
+    let mut tools = matrix::tools(&profiles);
+    if args.qemu != Path::new("qemu-system-x86_64") {
+        tools.retain(|t| t.program != "qemu-system-x86_64");
+    }
+    prereq::ensure(&tools, &mut say)?;
+
+    let keep_going = profiles.len() > 1;
+    let mut prepared = Vec::new();
+    for profile in &profiles {
+        let kit = {
+            let _t = crate::trace::span("kit");
+            let (kit_args, profile) = (args.kit.clone(), profile.clone());
+            until_interrupted(move || fetch_kit(&kit_args, &profile))?
+        };
+        let build_root = args.out.join("build").join(&profile.name);
+        let verbose = request.verbose;
+        let plan = {
+            let _t = crate::trace::span("build");
+            let (specs, filter, kit, build_root) = (
+                specs.clone(),
+                filter.map(str::to_string),
+                kit.clone(),
+                build_root.clone(),
+            );
+            until_interrupted(move || {
+                Ok(plan::prepare(
+                    &specs,
+                    filter.as_deref(),
+                    &kit,
+                    &build_root,
+                    keep_going,
+                    &mut |log| {
+                        if verbose {
+                            eprint!("{log}");
+                        }
+                    },
+                )?)
+            })?
+        };
+        if children::interrupted() {
+            return Err(Interrupted.into());
+        }
+        prepared.push((profile.clone(), kit, plan));
+    }
+
+    let artifacts = new_run_dir(&args.out)?;
+    let mut runs = Vec::new();
+    let mut unbuilt_count = 0;
+    for (profile, kit, plan) in prepared {
+        let memory = args.memory.unwrap_or(profile.memory_mib);
+        if memory < profile.memory_min_mib {
+            bail!(
+                "--memory {memory} is too small for kernel profile `{}`: it needs at least {} MiB",
+                profile.name,
+                profile.memory_min_mib
+            );
+        }
+        let mut extra = vec![profile.cmdline.clone(), args.append.clone()];
+        if args.panic_on_warn {
+            extra.push("panic_on_warn=1".into());
+        }
+        if args.panic_on_oops {
+            extra.push("oops=panic".into());
+        }
+        let mut qemu = QemuConfig {
+            binary: args.qemu.clone(),
+            accel: Accel::Tcg,
+            kernel: kit.vmlinuz.clone(),
+            initrd: PathBuf::new(),
+            extra_cmdline: extra
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            memory_mib: memory,
+            smp: args.smp,
+            console_socket: PathBuf::new(),
+            qmp_socket: None,
+            incoming: None,
+            incoming_fd: None,
+        };
+        if let Some(first) = plan.tests.first() {
+            qemu.initrd = first.initrd.clone();
+            let cache = paths::cache_dir(args.kit.cache.clone());
+            let key = accel::host_key(&args.qemu, &kit.release);
+            let probe_dir = artifacts.join("kvm-probe").join(&profile.name);
+            let decision = accel::decide(args.accel, &cache.join("accel.json"), &key, &mut || {
+                probe_kvm(&qemu, &probe_dir)
+            });
+            if let Some(n) = &decision.notice {
+                say(n);
+            }
+            qemu.accel = decision.accel;
+        }
+        let unbuilt = matrix::unbuilt_results(&plan.unbuilt, &profile, &kit);
+        unbuilt_count += unbuilt.len();
+        runs.push(runner::KernelRun {
+            config: RunConfig {
+                qemu,
+                profile: profile.name.clone(),
+                kernel_name: format!("{} ({})", profile.name, kit.release),
+                release: kit.release.clone(),
+                boot_timeout: Duration::from_secs_f64(
+                    args.boot_timeout.unwrap_or(profile.boot_timeout_s),
+                ),
+                artifacts: artifacts.join(runner::dir_name(&profile.name)),
+                echo_console: args.console,
+                step_timeout_s: request.step_timeout_s,
+                kernel_symbols: kit.system_map.clone().zip(kit.vmlinux.clone()),
+                kmemleak: kit.has_option("CONFIG_DEBUG_KMEMLEAK"),
+                launcher: launcher(args, &profile, &kit),
+            },
+            tests: plan.tests,
+            unbuilt,
+        });
+    }
+    Ok(Prepared {
+        runs,
+        artifacts,
+        unbuilt: unbuilt_count,
+    })
+}
+
+/// Cold boots with `--cold`, else restores of saved guests in the cache.
+fn launcher(args: &GuestArgs, profile: &KernelProfile, kit: &Kit) -> Arc<dyn Launcher> {
+    if args.cold {
+        return Arc::new(Cold);
+    }
+    Arc::new(Restore::new(
+        paths::cache_dir(args.kit.cache.clone()).join("snapshots"),
+        &profile.name,
+        kit.busybox.clone(),
+        Box::new(say),
+    ))
+}
+
+/// Boots one guest under KVM with a short deadline.
+fn probe_kvm(base: &QemuConfig, dir: &Path) -> Result<(), String> {
+    let mut cfg = base.clone();
+    cfg.accel = Accel::Kvm;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    say("probing KVM with a short boot (once per host)");
+    match Guest::boot(&cfg, &GuestLogs::in_dir(dir), Duration::from_secs(10)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let msg = e.to_string();
+            Err(msg
+                .lines()
+                .next()
+                .unwrap_or("boot failed")
+                .chars()
+                .take(160)
+                .collect())
+        }
+    }
+}
+
+pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<spec::LoadedSpec>> {
+    let paths = if paths.is_empty() {
+        let default = PathBuf::from("module");
+        if !default.is_dir() {
+            bail!(
+                "no module directory given and ./module does not exist; run `modvm test <module dir or spec file>`"
+            );
+        }
+        vec![default]
+    } else {
+        paths.to_vec()
+    };
+    let mut specs: Vec<spec::LoadedSpec> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in &paths {
+        if !p.exists() {
+            bail!("{}: no such file or directory", p.display());
+        }
+        let loaded = spec::load(p)?;
+        // The same spec named twice (`module module/modvm.json`) runs once.
+        let identity = std::fs::canonicalize(&loaded.path)
+            .or_else(|_| std::fs::canonicalize(&loaded.dir))
+            .unwrap_or_else(|_| loaded.path.clone());
+        if !seen.insert(identity) {
+            continue;
+        }
+        // Test names (`suite/test`) name reports and log directories.
+        if let Some(other) = specs.iter().find(|s| s.suite == loaded.suite) {
+            bail!(
+                "{} and {} are both suite {:?}; give one a different `suite` in its {} (or rename its directory)",
+                origin(other),
+                origin(&loaded),
+                loaded.suite,
+                spec::SPEC_FILE
+            );
+        }
+        specs.push(loaded);
+    }
+    Ok(specs)
+}
+
+/// Where a suite comes from, for messages.
+fn origin(loaded: &spec::LoadedSpec) -> String {
+    if loaded.smoke {
+        format!("{} (no {})", loaded.dir.display(), spec::SPEC_FILE)
+    } else {
+        loaded.path.display().to_string()
+    }
+}
+
+/// `<out>/runs/<UTC stamp>-<pid>`, plus a `latest` link to it.
+fn new_run_dir(out: &Path) -> Result<PathBuf> {
+    let runs = out.join("runs");
+    let name = format!("{}-{}", utc_stamp(), std::process::id());
+    let dir = runs.join(&name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let latest = runs.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(&name, &latest);
+    Ok(dir)
+}
+
+pub(super) fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
