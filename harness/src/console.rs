@@ -24,6 +24,7 @@ use memchr::memmem;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often a waiting command asks whether to give up early, and the
@@ -117,6 +118,8 @@ enum Wait {
 
 /// A connected guest shell.
 pub struct Console {
+    /// The log, shared with the reader thread.
+    tee: Arc<Mutex<LogSink>>,
     writer: UnixStream,
     chunks: Receiver<Vec<u8>>,
     /// Received bytes not yet consumed by an exchange.
@@ -125,14 +128,18 @@ pub struct Console {
 }
 
 impl Console {
-    /// Wraps a connected ttyS0 socket; `tee` receives every byte read.
+    /// Wraps a connected ttyS0 socket; `tee` receives every byte read, and
+    /// each command as it is sent.
     pub fn new(stream: UnixStream, tee: LogSink) -> std::io::Result<Console> {
+        let tee = Arc::new(Mutex::new(tee));
+        let log = tee.clone();
         let writer = stream.try_clone()?;
         let (tx, rx) = mpsc::sync_channel(QUEUED_CHUNKS);
         std::thread::Builder::new()
             .name("modvm-console".into())
-            .spawn(move || pump(stream, tee, tx))?;
+            .spawn(move || pump(stream, log, tx))?;
         Ok(Console {
+            tee,
             writer,
             chunks: rx,
             pending: Vec::new(),
@@ -191,6 +198,7 @@ impl Console {
         abort: &mut dyn FnMut() -> bool,
         stream: &mut dyn FnMut(&[u8]),
     ) -> Result<CommandOutput, ConsoleError> {
+        self.log_command(command);
         let encoded = base64::engine::general_purpose::STANDARD.encode(command);
         self.send(format!("s {tag} {encoded}\n").as_bytes())?;
         self.exchange(tag, deadline, abort, &[], stream)
@@ -209,9 +217,25 @@ impl Console {
         input: &[u8],
         deadline: Instant,
     ) -> Result<CommandOutput, ConsoleError> {
+        self.log_command(command);
         let encoded = base64::engine::general_purpose::STANDARD.encode(command);
         self.send(format!("s {tag} {encoded}\n").as_bytes())?;
         self.exchange(tag, deadline, &mut || false, input, &mut |_| {})
+    }
+
+    /// `$ command` in the log (continuation lines as `> `), before it is
+    /// sent, so it precedes the command's output there.
+    fn log_command(&self, command: &str) {
+        let mut shown = String::new();
+        for (i, line) in command.lines().enumerate() {
+            shown.push_str(if i == 0 { "$ " } else { "> " });
+            shown.push_str(line);
+            shown.push('\n');
+        }
+        self.tee
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(shown.as_bytes());
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {
@@ -390,14 +414,16 @@ impl Poll {
 /// byte. While bytes stream in (reads less than [`BURST`] apart) the thread
 /// pauses for [`GATHER`] between reads to take them in larger pieces; a
 /// quiet console, where markers arrive, pays nothing.
-fn pump(mut stream: UnixStream, mut tee: LogSink, tx: SyncSender<Vec<u8>>) {
+fn pump(mut stream: UnixStream, tee: Arc<Mutex<LogSink>>, tx: SyncSender<Vec<u8>>) {
     let mut buf = vec![0u8; CHUNK];
     let mut last_read = Instant::now();
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => {
-                tee.write(&buf[..n]);
+                tee.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write(&buf[..n]);
                 if tx.send(buf[..n].to_vec()).is_err() {
                     return;
                 }

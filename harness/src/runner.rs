@@ -272,12 +272,22 @@ fn apply_expect_crash(spec: &TestSpec, result: &mut TestResult) {
     }
 }
 
+/// The test's spec and the modules it loads, so that a failure can be
+/// replayed from its directory alone (with `qemu-cmdline.txt`).
 fn write_artifacts(dir: &Path, test: &PlannedTest) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("spec.json"),
         serde_json::to_vec_pretty(&test.spec).expect("spec serialises"),
-    )
+    )?;
+    let modules = dir.join("modules");
+    std::fs::create_dir_all(&modules)?;
+    for m in &test.modules {
+        if let Some(name) = m.file_name() {
+            std::fs::copy(m, modules.join(name))?;
+        }
+    }
+    Ok(())
 }
 
 fn run_steps(

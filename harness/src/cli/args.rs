@@ -19,6 +19,9 @@ pub struct GuestArgs {
     /// Where builds and per-test logs go.
     #[arg(long, default_value = "target/modvm")]
     pub out: PathBuf,
+    /// Run directories kept under `<out>/runs` (the newest; 0 keeps all).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub keep_runs: usize,
     /// Seconds a guest may take to reach its shell (1 to 3600) [default: the kernel profile's, 60 for the Debian ones]
     #[arg(long, value_parser = boot_timeout_s)]
     pub boot_timeout: Option<f64>,

@@ -428,6 +428,24 @@ mod tests {
     }
 
     #[test]
+    fn only_the_oldest_of_modvm_own_run_directories_are_pruned() {
+        let runs = tempfile::tempdir().unwrap();
+        for n in [
+            "20260101-000000-1",
+            "20260101-000001-22",
+            "20260102-000000-3",
+            "mine",
+            "2026-notes",
+        ] {
+            std::fs::create_dir(runs.path().join(n)).unwrap();
+        }
+        std::fs::write(runs.path().join("20250101-000000-9"), b"a file").unwrap();
+        let old = prepare::old_runs(runs.path(), 2);
+        assert_eq!(old, vec![runs.path().join("20260101-000000-1")]);
+        assert!(prepare::old_runs(runs.path(), 5).is_empty());
+    }
+
+    #[test]
     fn stamp_has_date_shape() {
         let s = prepare::utc_stamp();
         assert_eq!(s.len(), 15);

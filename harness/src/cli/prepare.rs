@@ -160,7 +160,7 @@ pub fn prepare(
         prepared.push((profile.clone(), kit, plan));
     }
 
-    let artifacts = new_run_dir(&args.out)?;
+    let artifacts = new_run_dir(&args.out, args.keep_runs)?;
     let mut runs = Vec::new();
     let mut unbuilt_count = 0;
     for (profile, kit, plan) in prepared {
@@ -322,8 +322,9 @@ fn origin(loaded: &spec::LoadedSpec) -> String {
     }
 }
 
-/// `<out>/runs/<UTC stamp>-<pid>`, plus a `latest` link to it.
-fn new_run_dir(out: &Path) -> Result<PathBuf> {
+/// `<out>/runs/<UTC stamp>-<pid>`, plus a `latest` link to it; runs
+/// beyond the newest `keep` (0: all) are removed.
+fn new_run_dir(out: &Path, keep: usize) -> Result<PathBuf> {
     let runs = out.join("runs");
     let name = format!("{}-{}", utc_stamp(), std::process::id());
     let dir = runs.join(&name);
@@ -331,7 +332,38 @@ fn new_run_dir(out: &Path) -> Result<PathBuf> {
     let latest = runs.join("latest");
     let _ = std::fs::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(&name, &latest);
+    if keep > 0 {
+        for old in old_runs(&runs, keep) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
     Ok(dir)
+}
+
+/// Run directories of `runs` beyond the newest `keep`. Only names modvm
+/// gives (`YYYYMMDD-HHMMSS-<pid>`) count: anything else there is the
+/// user's and stays.
+pub(super) fn old_runs(runs: &Path, keep: usize) -> Vec<PathBuf> {
+    let is_run = |n: &str| {
+        let b = n.as_bytes();
+        b.len() > 16
+            && b[..8].iter().all(u8::is_ascii_digit)
+            && b[8] == b'-'
+            && b[9..15].iter().all(u8::is_ascii_digit)
+            && b[15] == b'-'
+            && b[16..].iter().all(u8::is_ascii_digit)
+    };
+    let mut names: Vec<String> = std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_run(n))
+        .collect();
+    names.sort();
+    let extra = names.len().saturating_sub(keep);
+    names[..extra].iter().map(|n| runs.join(n)).collect()
 }
 
 pub(super) fn utc_stamp() -> String {

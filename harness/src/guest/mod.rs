@@ -178,7 +178,7 @@ impl Guest {
         };
         let console = Console::new(
             stream,
-            LogSink::new(
+            LogSink::console(
                 Some(File::create(&logs.console)?),
                 logs.echo.then_some("guest | "),
             ),
