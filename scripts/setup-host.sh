@@ -15,6 +15,8 @@ for pair in "${tools[@]}"; do
 done
 # The debug kernel's build needs libelf's headers.
 [[ -f /usr/include/gelf.h ]] || missing+=(libelf-dev)
+# Specs' C helpers are linked statically: gcc needs libc.a.
+dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "ok installed" || missing+=(libc6-dev)
 
 if ((${#missing[@]})); then
 	if [[ $(id -u) -eq 0 ]]; then

@@ -1,9 +1,11 @@
 //! The guest's root filesystem: a newc cpio archive written in Rust.
 //!
-//! It holds exactly what one test needs: busybox, modvm's `init`, and the
-//! modules under test in `/modules`. Nothing is compressed: the archive is
+//! It holds exactly what one test needs: busybox, modvm's `init`, the
+//! modules under test in `/modules`, and the files the spec ships (helpers
+//! and listed files, wherever they go, with their parent directories). Nothing is compressed: the archive is
 //! a few MiB and the kernel unpacks it faster than it would inflate it.
 
+use crate::shipped::GuestFile;
 use cpio::newc::{trailer, Builder};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -17,8 +19,8 @@ pub const INIT: &str = include_str!("../../images/init");
 pub struct InitramfsSpec {
     pub busybox: PathBuf,
     pub init: String,
-    /// Module files, placed as `/modules/<file name>`.
-    pub modules: Vec<PathBuf>,
+    /// Modules and other files, each at its guest path.
+    pub files: Vec<GuestFile>,
 }
 
 const DIR: u32 = 0o040755;
@@ -43,13 +45,10 @@ fn write_to(spec: &InitramfsSpec, file: &File) -> std::io::Result<()> {
         ino += 1;
         ino
     };
+    let mut dirs: Vec<String> = Vec::new();
     for dir in ["bin", "dev", "proc", "sys", "tmp", "modules", "sbin", "usr"] {
-        w = Builder::new(dir)
-            .ino(next())
-            .mode(DIR)
-            .nlink(2)
-            .write(w, 0)
-            .finish()?;
+        w = add_dir(w, dir, next())?;
+        dirs.push(dir.to_string());
     }
     // The kernel opens /dev/console for init before devtmpfs is mounted.
     w = Builder::new("dev/console")
@@ -67,16 +66,40 @@ fn write_to(spec: &InitramfsSpec, file: &File) -> std::io::Result<()> {
         &std::fs::read(&spec.busybox)?,
         next(),
     )?;
-    for module in &spec.modules {
-        let name = module
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let data = std::fs::read(module)?;
-        w = add_bytes(w, &format!("modules/{name}"), FILE, &data, next())?;
+    for file in &spec.files {
+        let name = file.guest.trim_start_matches('/');
+        // Parents first: the kernel's unpacker does not make directories.
+        let mut parent = String::new();
+        for part in name
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map_or(&[][..], |(_, p)| p)
+        {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            if !dirs.contains(&parent) {
+                w = add_dir(w, &parent, next())?;
+                dirs.push(parent.clone());
+            }
+        }
+        let data = std::fs::read(&file.host)?;
+        let mode = if file.executable { FILE_EXEC } else { FILE };
+        w = add_bytes(w, name, mode, &data, next())?;
     }
     let mut w = trailer(w)?;
     w.flush()
+}
+
+fn add_dir<W: Write>(w: W, name: &str, ino: u32) -> std::io::Result<W> {
+    Builder::new(name)
+        .ino(ino)
+        .mode(DIR)
+        .nlink(2)
+        .write(w, 0)
+        .finish()
 }
 
 fn add_bytes<W: Write>(w: W, name: &str, mode: u32, data: &[u8], ino: u32) -> std::io::Result<W> {
@@ -101,11 +124,17 @@ mod tests {
         std::fs::write(&bb, b"\x7fELF fake").unwrap();
         let ko = dir.path().join("hello.ko");
         std::fs::write(&ko, b"module bytes").unwrap();
+        let blob = dir.path().join("blob.bin");
+        std::fs::write(&blob, b"firmware").unwrap();
         let out = dir.path().join("initrd.cpio");
         let spec = InitramfsSpec {
             busybox: bb,
             init: "#!/bin/sh\n".into(),
-            modules: vec![ko],
+            files: vec![
+                GuestFile::module(&ko),
+                GuestFile::plain(&blob, "/lib/firmware/modvm/blob.bin".into(), None),
+                GuestFile::plain(&blob, "/modules/run.sh".into(), Some(true)),
+            ],
         };
         write(&spec, &out).unwrap();
 
@@ -129,6 +158,14 @@ mod tests {
         assert_eq!(get("modules/hello.ko").2, b"module bytes");
         assert_eq!(get("dev/console").1, CHAR_DEV);
         assert_eq!(get("bin/busybox").1, FILE_EXEC);
+        assert_eq!(get("lib").1, DIR);
+        assert_eq!(get("lib/firmware/modvm").1, DIR);
+        assert_eq!(get("lib/firmware/modvm/blob.bin").2, b"firmware");
+        assert_eq!(get("lib/firmware/modvm/blob.bin").1, FILE);
+        assert_eq!(get("modules/run.sh").1, FILE_EXEC);
+        let at = |n: &str| entries.iter().position(|e| e.0 == n).unwrap();
+        assert!(at("lib/firmware") < at("lib/firmware/modvm/blob.bin"));
+        assert_eq!(entries.iter().filter(|e| e.0 == "modules").count(), 1);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod console;
 pub mod crash;
 pub mod errno;
 pub mod guest;
+pub mod helpers;
 pub mod initramfs;
 pub mod kbuild;
 pub mod kernel;
@@ -29,6 +30,7 @@ pub mod report;
 #[doc(hidden)]
 pub mod rng;
 pub mod runner;
+pub mod shipped;
 pub mod sockdir;
 pub mod spec;
 pub mod symbolize;

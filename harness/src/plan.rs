@@ -2,12 +2,14 @@
 //! directory once, write one initramfs per directory, and make the smoke test
 //! of a directory without a spec.
 
+use crate::helpers::{self, HelperError};
 use crate::initramfs::{self, InitramfsSpec};
 use crate::kbuild::{self, BuildError};
 use crate::kernel::Kit;
 use crate::lock::Lock;
 use crate::runner::{dir_name, stable_hash, PlannedTest};
-use crate::spec::{self, Action, LoadedSpec, SpecError, TestSpec};
+use crate::shipped::GuestFile;
+use crate::spec::{self, Action, FileSpec, LoadedSpec, SpecError, TestSpec};
 use std::path::{Path, PathBuf};
 
 /// Why a plan could not be made.
@@ -18,6 +20,13 @@ pub enum PlanError {
         dir: PathBuf,
         #[source]
         source: BuildError,
+    },
+    #[error("cannot build helper `{name}` of {dir}: {source}")]
+    Helper {
+        dir: PathBuf,
+        name: String,
+        #[source]
+        source: HelperError,
     },
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
@@ -113,13 +122,26 @@ pub fn prepare(
             path: lock_path.clone(),
             source,
         })?;
-        let built = match kbuild::build(&loaded.dir, &kit.headers, &kit.identity, &build_dir) {
+        let built = kbuild::build(&loaded.dir, &kit.headers, &kit.identity, &build_dir)
+            .map_err(|source| PlanError::Build {
+                dir: loaded.dir.clone(),
+                source,
+            })
+            .and_then(|built| {
+                // Beside make's products, in a directory the source mirror
+                // leaves alone.
+                let out = build_dir.join(".modvm-helpers");
+                helpers::build(&loaded.dir, &loaded.spec.helpers, &out)
+                    .map(|h| (built, h))
+                    .map_err(|(name, source)| PlanError::Helper {
+                        dir: loaded.dir.clone(),
+                        name,
+                        source,
+                    })
+            });
+        let (built, helpers) = match built {
             Ok(b) => b,
-            Err(source) => {
-                let error = PlanError::Build {
-                    dir: loaded.dir.clone(),
-                    source,
-                };
+            Err(error) => {
                 if !keep_going {
                     return Err(error);
                 }
@@ -143,29 +165,110 @@ pub fn prepare(
                 .cloned()
                 .collect()
         };
-        let initrd = build_root.join(format!("{key}.cpio"));
-        initramfs::write(
-            &InitramfsSpec {
-                busybox: kit.busybox.clone(),
-                init: initramfs::INIT.to_string(),
-                modules: built.modules.clone(),
-            },
-            &initrd,
-        )
-        .map_err(|source| PlanError::Io {
-            path: initrd.clone(),
-            source,
-        })?;
+        // Modules, helpers and the spec file's files: every test's guest.
+        let mut common: Vec<GuestFile> =
+            built.modules.iter().map(|m| GuestFile::module(m)).collect();
+        for (name, binary) in &helpers {
+            common.push(GuestFile::plain(
+                binary,
+                format!("{}/{name}", spec::MODULES_DIR),
+                Some(true),
+            ));
+        }
+        common.extend(shipped(loaded, &loaded.spec.files));
+        // One initramfs per set of files: tests that ship files of their
+        // own get one each.
+        let mut written: Vec<(Vec<GuestFile>, PathBuf)> = Vec::new();
         for spec in tests {
+            let mut files = common.clone();
+            files.extend(shipped(loaded, &spec.files));
+            check_collisions(loaded, &spec, &files)?;
+            let initrd = match written.iter().find(|(f, _)| *f == files) {
+                Some((_, initrd)) => initrd.clone(),
+                None => {
+                    let initrd = if spec.files.is_empty() {
+                        build_root.join(format!("{key}.cpio"))
+                    } else {
+                        let set: Vec<&str> = files.iter().map(|f| f.guest.as_str()).collect();
+                        let hash = stable_hash(set.join("\n").as_bytes());
+                        build_root.join(format!("{key}-{hash:016x}.cpio"))
+                    };
+                    initramfs::write(
+                        &InitramfsSpec {
+                            busybox: kit.busybox.clone(),
+                            init: initramfs::INIT.to_string(),
+                            files: files.clone(),
+                        },
+                        &initrd,
+                    )
+                    .map_err(|source| PlanError::Io {
+                        path: initrd.clone(),
+                        source,
+                    })?;
+                    written.push((files.clone(), initrd.clone()));
+                    initrd
+                }
+            };
             planned.push(PlannedTest {
                 suite: loaded.suite.clone(),
                 spec,
-                initrd: initrd.clone(),
+                initrd,
                 modules: built.modules.clone(),
+                files,
             });
         }
     }
     Ok(plan)
+}
+
+/// The spec's `files` as the guest gets them (paths relative to the spec).
+fn shipped<'a>(
+    loaded: &'a LoadedSpec,
+    files: &'a [FileSpec],
+) -> impl Iterator<Item = GuestFile> + 'a {
+    files
+        .iter()
+        .map(|f| GuestFile::plain(&loaded.dir.join(&f.src), f.guest_path(), None))
+}
+
+/// A file the spec ships may not land where a module or a helper does.
+fn check_collisions(
+    loaded: &LoadedSpec,
+    test: &TestSpec,
+    files: &[GuestFile],
+) -> Result<(), PlanError> {
+    for (i, f) in files.iter().enumerate() {
+        if !files[..i].iter().any(|g| g.guest == f.guest) {
+            continue;
+        }
+        let named = loaded
+            .spec
+            .files
+            .iter()
+            .chain(&test.files)
+            .find(|s| s.guest_path() == f.guest);
+        let message = format!(
+            "test {:?} ships a file to {}, where a module or helper of {} goes already; give it another `dest`",
+            test.name,
+            f.guest,
+            loaded.dir.display()
+        );
+        return Err(match named {
+            Some(s) => SpecError::at_value(
+                &loaded.path,
+                &loaded.text,
+                s.dest.as_deref().unwrap_or(&s.src),
+                0,
+                message,
+            ),
+            None => SpecError::Semantic {
+                path: loaded.path.clone(),
+                message,
+            },
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn check_modules_exist(loaded: &LoadedSpec, built: &[PathBuf]) -> Result<(), PlanError> {

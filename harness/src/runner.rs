@@ -53,14 +53,16 @@ pub struct RunConfig {
     pub launcher: std::sync::Arc<dyn Launcher>,
 }
 
-/// A test ready to run: its spec, the initramfs holding its modules, and
-/// the modules themselves (for symbolising crash frames).
+/// A test ready to run: its spec, the initramfs holding its files, the
+/// modules (for symbolising crash frames) and every file its guest gets.
 #[derive(Debug, Clone)]
 pub struct PlannedTest {
     pub suite: String,
     pub spec: TestSpec,
     pub initrd: PathBuf,
     pub modules: Vec<PathBuf>,
+    /// Modules, helpers and the spec's files, as the guest gets them.
+    pub files: Vec<crate::shipped::GuestFile>,
 }
 
 impl PlannedTest {
@@ -204,7 +206,7 @@ fn run_test(
     let request = LaunchRequest {
         qemu: &qemu,
         initrd: &test.initrd,
-        modules: &test.modules,
+        files: &test.files,
         switches: test.spec.switches(),
         logs: &logs,
         timeout: config.boot_timeout,

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod files;
+pub use files::{FileSpec, HelperSpec, MAX_FILE_BYTES, MODULES_DIR};
+
 /// The file name modvm looks for in a module directory.
 pub const SPEC_FILE: &str = "modvm.json";
 
@@ -26,6 +29,13 @@ pub struct SpecFile {
     /// Name that prefixes the test names; defaults to the directory's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite: Option<String>,
+    /// Files every test of the file gets in its guest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSpec>,
+    /// Userspace programs built from C beside the module, in every guest's
+    /// `/modules`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub helpers: Vec<HelperSpec>,
     pub tests: Vec<TestSpec>,
 }
 
@@ -50,6 +60,8 @@ pub struct TestSpec {
     pub step_timeout_s: Option<f64>,
     /// Guest CPUs (else the run's `--smp`): locking bugs need more than one.
     pub smp: Option<u32>,
+    /// Files this test gets in its guest besides the spec file's `files`.
+    pub files: Vec<FileSpec>,
 }
 
 /// Most CPUs a spec or `--smp` may ask for: TCG runs them all on the host's
@@ -122,6 +134,8 @@ struct RawTest {
     step_timeout_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     smp: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    files: Vec<FileSpec>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -178,6 +192,7 @@ impl TryFrom<RawTest> for TestSpec {
             panic_on_oops: r.panic_on_oops,
             step_timeout_s: r.step_timeout_s,
             smp: r.smp,
+            files: r.files,
         })
     }
 }
@@ -195,6 +210,7 @@ impl From<TestSpec> for RawTest {
             panic_on_oops: t.panic_on_oops,
             step_timeout_s: t.step_timeout_s,
             smp: t.smp,
+            files: t.files,
         }
     }
 }
@@ -689,6 +705,7 @@ pub fn smoke_test(files_in_load_order: &[String]) -> TestSpec {
         panic_on_oops: false,
         step_timeout_s: None,
         smp: None,
+        files: Vec::new(),
     }
 }
 
@@ -794,6 +811,8 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     let (spec, text) = if smoke {
         let empty = SpecFile {
             suite: None,
+            files: Vec::new(),
+            helpers: Vec::new(),
             tests: Vec::new(),
         };
         (empty, String::new())
@@ -832,14 +851,16 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
             name
         }
     };
-    Ok(LoadedSpec {
+    let loaded = LoadedSpec {
         path: file,
         dir,
         suite,
         spec,
         text,
         smoke,
-    })
+    };
+    files::check_on_disk(&loaded)?;
+    Ok(loaded)
 }
 
 /// Editors on Windows start UTF-8 files with a byte-order mark; JSON has

@@ -1,18 +1,22 @@
-//! Getting a test's modules and switches into a guest restored from a
-//! snapshot, whose initramfs holds no module and whose kernel command line
-//! was fixed when it was saved.
+//! Getting a test's files (modules, helpers, the spec's `files`) and
+//! switches into a guest restored from a snapshot, whose initramfs holds
+//! none of them and whose kernel command line was fixed when it was saved.
 //!
 //! The channel is the shell console itself (the only device every saved
-//! guest has): each module goes over as gzip in base64 lines, which a
-//! command of modvm's reads from `/dev/ttyS0`. Debug information is
-//! stripped first: the guest never reads it (the host symbolises crash frames from the original file),
-//! and it is most of a Debian-built module: hello.ko goes from 109 KiB to
-//! 1.3 KiB on the wire. The guest unpacks each file (gunzip checks its size
-//! and CRC-32 against the gzip trailer) and prints its SHA-256, which must
-//! equal that of the stripped module before the test may load it.
+//! guest has): each file goes over as gzip in base64 lines, which a
+//! command of modvm's reads from `/dev/ttyS0`. Modules lose their debug
+//! information first: the guest never reads it (the host symbolises crash
+//! frames from the original file), and it is most of a Debian-built module:
+//! hello.ko goes from 109 KiB to 1.3 KiB on the wire. Other files go byte
+//! for byte. The guest makes the file's directory, unpacks it (gunzip
+//! checks its size and CRC-32 against the gzip trailer), sets its mode and
+//! prints its SHA-256, which must equal that of what was sent before any
+//! step runs.
 
 use super::Guest;
 use crate::console::{self, CommandOutput, ConsoleError};
+use crate::qemu::shell_quote;
+use crate::shipped::GuestFile;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
@@ -27,15 +31,22 @@ use std::time::Instant;
 const CHUNK: usize = 32 * 1024;
 /// Base64 characters per line sent.
 const LINE: usize = 1024;
+/// Raises ttyS0's receive FIFO trigger level (quietly: a kernel without
+/// the file just transfers slower).
+const RX_TRIGGER: &str = "echo 14 > /sys/class/tty/ttyS0/rx_trig_bytes 2>/dev/null; true";
+/// Longest script of one exchange: it travels base64-encoded on one line
+/// of the guest's terminal (at most 4095 bytes).
+const SCRIPT: usize = 2048;
 
 /// Signed modules end with this; stripping would break the signature.
 const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
 
-/// One module as it travels.
+/// One file as it travels.
 #[derive(Debug)]
 pub struct Payload {
-    /// File name in the guest's `/modules`.
-    pub name: String,
+    /// Absolute path in the guest.
+    pub dest: String,
+    pub executable: bool,
     pub gzip: Vec<u8>,
     /// Size and SHA-256 (hex) of the file the guest must end up with.
     pub size: u64,
@@ -44,14 +55,14 @@ pub struct Payload {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
-    #[error("cannot read module {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("the restored guest did not answer: {0}")]
     Console(#[from] ConsoleError),
-    #[error("sending modules to the guest failed (exit status {status}): {output}")]
+    #[error("sending files to the guest failed (exit status {status}): {output}")]
     Transfer { status: i32, output: String },
     #[error("{name} arrived damaged: {detail}")]
     Mismatch { name: String, detail: String },
@@ -68,41 +79,50 @@ pub struct Switches {
 /// sends the same files, and parallel workers share them.
 #[derive(Default)]
 pub struct Payloads {
-    ready: Mutex<HashMap<PathBuf, (std::time::SystemTime, Arc<Payload>)>>,
+    ready: Mutex<HashMap<GuestFile, (std::time::SystemTime, Arc<Payload>)>>,
 }
 
 impl Payloads {
-    pub fn get(&self, module: &Path) -> Result<Arc<Payload>, DeliverError> {
+    pub fn get(&self, file: &GuestFile) -> Result<Arc<Payload>, DeliverError> {
         let read = |source| DeliverError::Read {
-            path: module.to_path_buf(),
+            path: file.host.clone(),
             source,
         };
-        let modified = std::fs::metadata(module)
+        let modified = std::fs::metadata(&file.host)
             .and_then(|m| m.modified())
             .map_err(read)?;
         let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((when, p)) = ready.get(module) {
+        if let Some((when, p)) = ready.get(file) {
             if *when == modified {
                 return Ok(p.clone());
             }
         }
-        let payload = Arc::new(prepare(module).map_err(read)?);
-        ready.insert(module.to_path_buf(), (modified, payload.clone()));
+        let payload = Arc::new(prepare(file).map_err(read)?);
+        ready.insert(file.clone(), (modified, payload.clone()));
         Ok(payload)
     }
 }
 
-/// Strips, hashes and compresses one module.
-pub fn prepare(module: &Path) -> std::io::Result<Payload> {
-    let original = std::fs::read(module)?;
-    let data = strip_debug(module, &original).unwrap_or(original);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+/// Hashes and compresses one file (a module without its debug sections).
+pub fn prepare(file: &GuestFile) -> std::io::Result<Payload> {
+    let original = std::fs::read(&file.host)?;
+    let data = if file.module {
+        strip_debug(&file.host, &original).unwrap_or(original)
+    } else {
+        original
+    };
+    // Every byte saved on the wire is worth more than the host's time for
+    // large files (a static helper is most of a MiB); small ones go fast.
+    let level = if data.len() > CHUNK {
+        flate2::Compression::best()
+    } else {
+        flate2::Compression::fast()
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
     gz.write_all(&data)?;
     Ok(Payload {
-        name: module
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        dest: file.guest.clone(),
+        executable: file.executable,
         gzip: gz.finish()?,
         size: data.len() as u64,
         sha256: hex(&Sha256::digest(&data)),
@@ -134,70 +154,51 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Sends `payloads` into the guest's `/modules`, checks what arrived, sets
-/// the switches and the guest's clock; returns the taint mask afterwards.
+/// Sends `payloads` into the guest, checks what arrived, sets the switches
+/// and the guest's clock; returns the taint mask afterwards.
 ///
 /// The first exchange after a restore is the slow one (QEMU translates the
 /// guest's code paths afresh), so everything goes in as few exchanges as
-/// the tty's buffers allow: one for modules of up to [`CHUNK`] compressed.
+/// the tty's buffers allow: one for files of up to [`CHUNK`] compressed.
 pub fn deliver(
     guest: &mut Guest,
     payloads: &[Arc<Payload>],
     switches: Switches,
     deadline: Instant,
 ) -> Result<u64, DeliverError> {
-    let mut exchanges: Vec<(Vec<String>, Vec<u8>)> = vec![(Vec::new(), Vec::new())];
-    let mut setup = Vec::new();
-    for (i, p) in payloads.iter().enumerate() {
-        let name = crate::qemu::shell_quote(&format!("/modules/{}", p.name));
-        // One piece unpacks straight into place; more are gathered first.
-        let whole = p.gzip.len() <= CHUNK;
-        let staged = format!("/tmp/.modvm-in-{i}");
-        let sink = if whole {
-            format!("| gunzip > {name}")
-        } else {
-            format!(">> {staged}")
-        };
-        for piece in p.gzip.chunks(CHUNK) {
-            let lines = base64_lines(piece);
-            let current = exchanges.last_mut().expect("never empty");
-            if !current.1.is_empty() && current.1.len() + lines.len() > 2 * CHUNK {
-                exchanges.push((Vec::new(), Vec::new()));
-            }
-            let current = exchanges.last_mut().expect("never empty");
-            let count = lines.iter().filter(|b| **b == b'\n').count();
-            current
-                .0
-                .push(format!("head -n {count} < /dev/ttyS0 | base64 -d {sink}"));
-            current.1.extend_from_slice(&lines);
-        }
-        if !whole {
-            setup.push(format!("gunzip -c {staged} > {name}; rm -f {staged}"));
-        }
-        setup.push(format!("echo \"modvm-file $(sha256sum {name})\""));
-    }
-    if switches.panic_on_warn {
-        setup.push("echo 1 > /proc/sys/kernel/panic_on_warn".into());
-    }
-    if switches.panic_on_oops {
-        setup.push("echo 1 > /proc/sys/kernel/panic_on_oops".into());
-    }
     // The saved guest's clock stopped when it was saved.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    setup.push(format!("date -s @{now} > /dev/null"));
-    exchanges.last_mut().expect("never empty").0.extend(setup);
-
+    let exchanges = exchanges(payloads, switches, now);
+    if exchanges.len() > 1 {
+        // The console carries a few tens of KiB a second: QEMU's UART takes
+        // from the socket only as many bytes as the guest's FIFO trigger
+        // level (8) before the guest must empty it. At 14, the most a
+        // 16550A allows, large files arrive about 1.5 times as fast. Its
+        // own exchange: setting the level clears the FIFO.
+        let tag = console::new_tag("setup-fifo");
+        guest
+            .console
+            .run_with_input(&tag, RX_TRIGGER, &[], deadline)?;
+    }
     let last = exchanges.len() - 1;
-    for (n, (script, input)) in exchanges.iter().enumerate() {
+    let mut reports = String::new();
+    for (n, x) in exchanges.iter().enumerate() {
         let tag = console::new_tag(&format!("setup{n}"));
         let out = guest
             .console
-            .run_with_input(&tag, &script.join("\n"), input, deadline)?;
+            .run_with_input(&tag, &x.script.join("\n"), &x.input, deadline)?;
+        reports.push_str(&out.output);
         if n == last {
-            check_arrivals(payloads, &out)?;
+            check_arrivals(
+                payloads,
+                &CommandOutput {
+                    output: reports,
+                    ..out
+                },
+            )?;
             return Ok(out.taint);
         }
         if out.exit != 0 {
@@ -208,6 +209,83 @@ pub fn deliver(
         }
     }
     unreachable!("the last exchange returns")
+}
+
+/// One command sent to the guest and the input it reads from the console.
+#[derive(Debug, Default)]
+struct Exchange {
+    script: Vec<String>,
+    input: Vec<u8>,
+}
+
+impl Exchange {
+    fn script_len(&self) -> usize {
+        self.script.iter().map(|l| l.len() + 1).sum()
+    }
+}
+
+/// Splits a delivery into exchanges whose script fits one terminal line
+/// and whose input stays within what the guest's tty buffers.
+fn exchanges(payloads: &[Arc<Payload>], switches: Switches, now: u64) -> Vec<Exchange> {
+    let mut all = vec![Exchange::default()];
+    let mut push = |line: String, input: Vec<u8>| {
+        let current = all.last_mut().expect("never empty");
+        let full = current.script_len() + line.len() + 1 > SCRIPT
+            || (!current.input.is_empty() && current.input.len() + input.len() > 2 * CHUNK);
+        if full && !current.script.is_empty() {
+            all.push(Exchange::default());
+        }
+        let current = all.last_mut().expect("never empty");
+        current.script.push(line);
+        current.input.extend_from_slice(&input);
+    };
+    let mut made: Vec<&str> = vec![crate::spec::MODULES_DIR];
+    for (i, p) in payloads.iter().enumerate() {
+        let dest = shell_quote(&p.dest);
+        if let Some((parent, _)) = p.dest.rsplit_once('/') {
+            if !parent.is_empty() && !made.contains(&parent) {
+                push(format!("mkdir -p {}", shell_quote(parent)), Vec::new());
+                made.push(parent);
+            }
+        }
+        // One piece unpacks straight into place; more are gathered first.
+        let whole = p.gzip.len() <= CHUNK;
+        let staged = format!("/tmp/.modvm-in-{i}");
+        let sink = if whole {
+            format!("| gunzip > {dest}")
+        } else {
+            format!(">> {staged}")
+        };
+        for piece in p.gzip.chunks(CHUNK) {
+            let lines = base64_lines(piece);
+            let count = lines.iter().filter(|b| **b == b'\n').count();
+            push(
+                format!("head -n {count} < /dev/ttyS0 | base64 -d {sink}"),
+                lines,
+            );
+        }
+        if !whole {
+            push(
+                format!("gunzip -c {staged} > {dest}; rm -f {staged}"),
+                Vec::new(),
+            );
+        }
+        if p.executable {
+            push(format!("chmod 755 {dest}"), Vec::new());
+        }
+        push(
+            format!("echo \"modvm-file $(sha256sum {dest})\""),
+            Vec::new(),
+        );
+    }
+    if switches.panic_on_warn {
+        push("echo 1 > /proc/sys/kernel/panic_on_warn".into(), Vec::new());
+    }
+    if switches.panic_on_oops {
+        push("echo 1 > /proc/sys/kernel/panic_on_oops".into(), Vec::new());
+    }
+    push(format!("date -s @{now} > /dev/null"), Vec::new());
+    all
 }
 
 /// Base64 in lines the guest's tty takes whole (below 4095 bytes).
@@ -233,7 +311,7 @@ fn check_arrivals(payloads: &[Arc<Payload>], out: &CommandOutput) -> Result<(), 
         .collect();
     for (i, p) in payloads.iter().enumerate() {
         let mismatch = |detail: String| DeliverError::Mismatch {
-            name: p.name.clone(),
+            name: p.dest.clone(),
             detail,
         };
         let sha = reports
@@ -265,7 +343,8 @@ mod tests {
 
     fn payload(data: &[u8]) -> Arc<Payload> {
         Arc::new(Payload {
-            name: "m.ko".into(),
+            dest: "/modules/m.ko".into(),
+            executable: false,
             gzip: Vec::new(),
             size: data.len() as u64,
             sha256: hex(&Sha256::digest(data)),
@@ -305,13 +384,82 @@ mod tests {
         let f = dir.path().join("x.ko");
         // Not an ELF file: objcopy fails and the file goes whole.
         std::fs::write(&f, b"not an elf file").unwrap();
-        let p = prepare(&f).unwrap();
+        let p = prepare(&GuestFile::module(&f)).unwrap();
         let mut back = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&p.gzip[..]), &mut back)
             .unwrap();
         assert_eq!(back, b"not an elf file");
         assert_eq!(p.size, back.len() as u64);
         assert_eq!(p.sha256, hex(&Sha256::digest(&back)));
-        assert_eq!(p.name, "x.ko");
+        assert_eq!(p.dest, "/modules/x.ko");
+    }
+
+    fn sized(dest: &str, gzip: usize, executable: bool) -> Arc<Payload> {
+        Arc::new(Payload {
+            dest: dest.into(),
+            executable,
+            gzip: vec![7; gzip],
+            size: 0,
+            sha256: String::new(),
+        })
+    }
+
+    #[test]
+    fn small_files_go_in_one_exchange_with_their_directories_and_modes() {
+        let ps = [
+            sized("/modules/m.ko", 2000, false),
+            sized("/modules/check.sh", 100, true),
+            sized("/lib/firmware/a/blob.bin", 5000, false),
+            sized("/lib/firmware/a/other.bin", 5000, false),
+        ];
+        let x = exchanges(&ps, Switches::default(), 5);
+        assert_eq!(x.len(), 1, "{x:?}");
+        let script = x[0].script.join("\n");
+        assert_eq!(script.matches("mkdir -p").count(), 1, "{script}");
+        assert!(script.contains("mkdir -p /lib/firmware/a"), "{script}");
+        assert!(script.contains("chmod 755 /modules/check.sh"), "{script}");
+        assert!(!script.contains("chmod 755 /modules/m.ko"), "{script}");
+        assert_eq!(script.matches("modvm-file").count(), 4);
+        assert!(script.ends_with("date -s @5 > /dev/null"));
+        let mkdir = script.find("mkdir").unwrap();
+        assert!(mkdir < script.find("blob.bin").unwrap());
+    }
+
+    #[test]
+    fn many_or_large_files_are_split_into_exchanges_that_fit_the_terminal() {
+        let many: Vec<_> = (0..60)
+            .map(|i| {
+                sized(
+                    &format!("/opt/some/longer/directory/name/file-{i}.dat"),
+                    10,
+                    false,
+                )
+            })
+            .collect();
+        let x = exchanges(&many, Switches::default(), 0);
+        assert!(x.len() > 1);
+        for e in &x {
+            assert!(e.script_len() <= SCRIPT, "{}", e.script_len());
+        }
+        let total: usize = x
+            .iter()
+            .map(|e| e.script.iter().filter(|l| l.contains("modvm-file")).count())
+            .sum();
+        assert_eq!(total, 60);
+        let big = [sized("/modules/big.bin", 5 * CHUNK + 1, false)];
+        let x = exchanges(&big, Switches::default(), 0);
+        assert!(x.len() >= 3, "{}", x.len());
+        for e in &x {
+            assert!(e.input.len() <= 2 * CHUNK, "{}", e.input.len());
+        }
+        let all = x
+            .iter()
+            .flat_map(|e| e.script.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let gather = all.find("gunzip -c").unwrap();
+        assert!(all.rfind(">> /tmp/.modvm-in-0").unwrap() < gather);
+        assert!(gather < all.find("modvm-file").unwrap());
     }
 }

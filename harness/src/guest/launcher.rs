@@ -18,6 +18,7 @@ use super::snapshot::{Recipe, Snapshot, SnapshotError};
 use super::{BootError, Guest, GuestLogs};
 use crate::children;
 use crate::qemu::QemuConfig;
+use crate::shipped::GuestFile;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,10 +30,11 @@ pub struct LaunchRequest<'a> {
     /// The run's guest configuration with the test's CPUs; its `initrd` is
     /// chosen by the launcher.
     pub qemu: &'a QemuConfig,
-    /// The test's initramfs, holding its modules (for a cold boot).
+    /// The test's initramfs, holding its files (for a cold boot).
     pub initrd: &'a Path,
-    /// The modules, placed in the guest's `/modules`.
-    pub modules: &'a [PathBuf],
+    /// The test's files (modules, helpers, the spec's `files`), each at its
+    /// path in the guest.
+    pub files: &'a [GuestFile],
     pub switches: Switches,
     pub logs: &'a GuestLogs,
     /// How long the guest may take to be ready.
@@ -214,11 +216,11 @@ impl Restore {
         let started = Instant::now();
         let deadline = started + request.timeout;
         let payloads = request
-            .modules
+            .files
             .iter()
-            .map(|m| {
+            .map(|f| {
                 let _t = crate::trace::span("module-prepare");
-                self.payloads.get(m)
+                self.payloads.get(f)
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {

@@ -216,7 +216,7 @@ impl Recipe {
             &InitramfsSpec {
                 busybox: self.busybox.clone(),
                 init: initramfs::INIT.to_string(),
-                modules: Vec::new(),
+                files: Vec::new(),
             },
             &initrd,
         )
