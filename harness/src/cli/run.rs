@@ -63,7 +63,7 @@ pub fn run(args: RunArgs) -> Result<Outcome> {
     let launch = LaunchRequest {
         qemu: &config.qemu,
         initrd: &test.initrd,
-        modules: &test.modules,
+        files: &test.files,
         // `--panic-on-*` are on the kernel command line already.
         switches: Switches::default(),
         logs: &logs,

@@ -22,6 +22,7 @@ use crate::shipped::GuestFile;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,7 @@ pub struct Restore {
     payloads: Payloads,
     slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
     notice: Box<dyn Fn(&str) + Send + Sync>,
+    told_too_big: AtomicBool,
 }
 
 impl std::fmt::Debug for Restore {
@@ -115,6 +117,7 @@ impl Restore {
             payloads: Payloads::default(),
             slots: Mutex::new(HashMap::new()),
             notice,
+            told_too_big: AtomicBool::new(false),
         }
     }
 
@@ -226,6 +229,10 @@ impl Restore {
             .map_err(|e| {
                 RestoreFailure::Test(BootError::Io(std::io::Error::other(e.to_string())))
             })?;
+        let bytes: usize = payloads.iter().map(|p| p.gzip.len()).sum();
+        if bytes > COLD_IS_FASTER {
+            return Err(RestoreFailure::TooBig(bytes));
+        }
         let mut qemu = request.qemu.clone();
         qemu.initrd = snapshot.initrd();
         qemu.incoming = Some(snapshot.state());
@@ -279,8 +286,15 @@ fn wait_running(guest: &Guest, deadline: Instant) -> Result<(), QmpError> {
     }
 }
 
+/// Compressed bytes of files past which a cold boot (the files inside its
+/// initramfs) is faster than a restore plus sending them over the UART
+/// (~70 KiB/s: 0.36 s + 128 KiB ≈ a 2 s boot).
+const COLD_IS_FASTER: usize = 128 * 1024;
+
 /// Why a restore did not give a guest.
 enum RestoreFailure {
+    /// The test's files are big enough that booting them in is faster.
+    TooBig(usize),
     /// The snapshot (or restoring it) is at fault: make it again or boot.
     Snapshot(String),
     /// The test's own input is at fault: booting would not help.
@@ -296,6 +310,15 @@ impl Launcher for Restore {
         let why = match self.restore(&snapshot, request) {
             Ok(guest) => return Ok((guest, Start::Restored)),
             Err(RestoreFailure::Test(e)) => return Err(e),
+            Err(RestoreFailure::TooBig(bytes)) => {
+                if !self.told_too_big.swap(true, Ordering::Relaxed) {
+                    (self.notice)(&format!(
+                        "a test's files are {} KiB compressed: booting its guest with them is faster than sending them to a restored one",
+                        bytes / 1024
+                    ));
+                }
+                return Cold.launch(request);
+            }
             Err(RestoreFailure::Snapshot(why)) => why,
         };
         if children::interrupted() {
@@ -331,6 +354,7 @@ impl Launcher for Restore {
         match self.restore(&again, request) {
             Ok(guest) => Ok((guest, Start::Restored)),
             Err(RestoreFailure::Test(e)) => Err(e),
+            Err(RestoreFailure::TooBig(_)) => Cold.launch(request),
             Err(RestoreFailure::Snapshot(why)) => {
                 self.give_up(&why);
                 let slot = self.slot(&recipe);
