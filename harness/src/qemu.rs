@@ -125,13 +125,16 @@ impl QemuConfig {
         a
     }
 
-    /// The whole command, shell-quoted, for the artifacts directory (a
-    /// saved state is read by `cat` there: the descriptor modvm passed
-    /// exists only in its own QEMU).
+    /// The whole command, shell-quoted, for the artifacts directory, runnable
+    /// by hand from there: no path that is gone once modvm is (the console
+    /// socket is `ttyS0.sock` in the current directory, the monitor is left
+    /// out, a saved state is read by `cat`).
     pub fn display(&self) -> String {
         let mut out = shell_quote(&self.binary.to_string_lossy());
         let mut runnable = self.clone();
         runnable.incoming_fd = None;
+        runnable.qmp_socket = None;
+        runnable.console_socket = PathBuf::from("ttyS0.sock");
         for arg in runnable.args() {
             out.push(' ');
             out.push_str(&shell_quote(&arg.to_string_lossy()));
@@ -255,6 +258,8 @@ mod tests {
         c.incoming_fd = Some(7);
         assert_eq!(value_after(&args(&c), "-incoming"), vec!["fd:7"]);
         assert!(c.display().contains("exec:cat"), "{}", c.display());
+        assert!(!c.display().contains("qmp"), "{}", c.display());
+        assert!(c.display().contains("path=ttyS0.sock,"), "{}", c.display());
     }
 
     #[test]
