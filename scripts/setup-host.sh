@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # program:package pairs (gcc-12 is the compiler Debian's 6.1 headers name).
 tools=(qemu-system-x86_64:qemu-system-x86 make:make gcc-12:gcc-12 apt-get:apt
-       dpkg-deb:dpkg addr2line:binutils python3:python3
+       dpkg-deb:dpkg addr2line:binutils python3:python3 gdb:gdb
        flex:flex bison:bison bc:bc perl:perl gcc:gcc xz:xz-utils)
 missing=()
 for pair in "${tools[@]}"; do

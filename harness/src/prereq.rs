@@ -37,6 +37,15 @@ pub fn required(compiler: &str) -> Vec<Tool> {
     ]
 }
 
+/// The debugger `--gdb` prints a command for (not needed otherwise).
+pub fn debugger() -> Tool {
+    Tool {
+        program: "gdb".into(),
+        package: "gdb".into(),
+        why: "debugs the guest kernel and modules (--gdb)".into(),
+    }
+}
+
 /// Full path of `program` on PATH.
 pub fn find(program: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;

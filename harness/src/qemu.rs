@@ -41,6 +41,18 @@ pub struct QemuConfig {
     pub incoming: Option<PathBuf>,
     /// `incoming` already open in the child as this descriptor.
     pub incoming_fd: Option<i32>,
+    /// QEMU's gdb stub on a loopback port, the guest paused until a
+    /// debugger continues it (`--gdb`).
+    pub gdb: Option<GdbStub>,
+}
+
+/// A gdb stub to open, and what the debugger needs to know beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GdbStub {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// The kernel with symbols, when the profile has one.
+    pub vmlinux: Option<PathBuf>,
 }
 
 /// Kernel parameters every guest gets.
@@ -122,6 +134,14 @@ impl QemuConfig {
             a.push("-incoming".into());
             a.push(incoming_uri(state, self.incoming_fd).into());
         }
+        if let Some(gdb) = &self.gdb {
+            // `-S`: no guest instruction runs before the debugger says
+            // `continue`; with `-incoming` the guest stays paused after
+            // its state is loaded (nothing is saved with `running`).
+            a.push("-gdb".into());
+            a.push(format!("tcp:127.0.0.1:{}", gdb.port).into());
+            a.push("-S".into());
+        }
         a
     }
 
@@ -183,6 +203,7 @@ mod tests {
             qmp_socket: None,
             incoming: None,
             incoming_fd: None,
+            gdb: None,
         }
     }
 
@@ -260,6 +281,19 @@ mod tests {
         assert!(c.display().contains("exec:cat"), "{}", c.display());
         assert!(!c.display().contains("qmp"), "{}", c.display());
         assert!(c.display().contains("path=ttyS0.sock,"), "{}", c.display());
+    }
+
+    #[test]
+    fn gdb_stub_listens_on_loopback_and_holds_the_guest() {
+        let mut c = config(Accel::Tcg);
+        assert!(value_after(&args(&c), "-gdb").is_empty());
+        assert!(!args(&c).contains(&"-S".to_string()));
+        c.gdb = Some(GdbStub {
+            port: 1234,
+            vmlinux: None,
+        });
+        assert_eq!(value_after(&args(&c), "-gdb"), vec!["tcp:127.0.0.1:1234"]);
+        assert!(args(&c).contains(&"-S".to_string()));
     }
 
     #[test]

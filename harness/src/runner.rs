@@ -314,6 +314,7 @@ fn run_steps(
         .collect();
     let rounds = test.spec.repeat;
     let mut failed_round = None;
+    let mut debugged = crate::guest::gdb::LoadedModules::default();
     for round in 1..=rounds {
         for (i, step) in test.spec.steps.iter().enumerate() {
             let index = result.steps.len();
@@ -339,7 +340,11 @@ fn run_steps(
                 index,
                 description: &description,
             });
-            let timeout = test.spec.timeout_of(step, step_timeout_s);
+            let timeout = match config.qemu.gdb {
+                // The user may sit in the debugger for as long as they like.
+                Some(_) => crate::guest::gdb::NO_DEADLINE.as_secs_f64(),
+                None => test.spec.timeout_of(step, step_timeout_s),
+            };
             // A module's leaks are named while it is still loaded: after
             // rmmod its frames have no symbols left.
             let leaked = match (&step.action, kmemleak) {
@@ -348,6 +353,18 @@ fn run_steps(
             };
             let outcome = run_step(guest, &id, index, step, timeout, description, &mut taint);
             let mut r = outcome.result;
+            if let (Some(_), crate::spec::Action::Insmod(load), Status::Pass) =
+                (&config.qemu.gdb, &step.action, r.status)
+            {
+                let name = crate::kbuild::module_name(&load.name);
+                if let Some(ko) = module_names
+                    .iter()
+                    .position(|n| *n == name)
+                    .map(|i| &test.modules[i])
+                {
+                    debugged.loaded(guest, &name, ko, &result.artifacts);
+                }
+            }
             if !leaked.is_empty() && r.status == Status::Pass {
                 r.failures.push(format!("kmemleak: {}", leaked[0].title));
                 r.crashes.extend(leaked);

@@ -50,6 +50,12 @@ pub struct GuestArgs {
     /// Boot with `oops=panic`: an oops ends the guest at once.
     #[arg(long)]
     pub panic_on_oops: bool,
+    /// Open QEMU's gdb stub on 127.0.0.1:PORT (any free port without one)
+    /// and hold each guest until a debugger continues it; prints the `gdb`
+    /// command to attach. Turns deadlines off (boot, steps) and implies
+    /// `-j 1`; the kernel boots with `nokaslr`.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "0")]
+    pub gdb: Option<u16>,
 }
 
 /// Below this the cloud kernel does not reach its shell (64 MiB fails).

@@ -6,10 +6,10 @@ use super::matrix;
 use super::{say, GuestArgs, Interrupted, KitArgs};
 use crate::accel;
 use crate::guest::launcher::{Cold, Launcher, Restore};
-use crate::guest::{Guest, GuestLogs};
+use crate::guest::{gdb, Guest, GuestLogs};
 use crate::kernel::profile::KernelProfile;
 use crate::kernel::{self, Kit};
-use crate::qemu::{Accel, QemuConfig};
+use crate::qemu::{Accel, GdbStub, QemuConfig};
 use crate::report::human::spinner;
 use crate::runner::{self, RunConfig};
 use crate::{children, paths, plan, prereq, spec};
@@ -119,7 +119,11 @@ pub fn prepare(
     if args.qemu != Path::new("qemu-system-x86_64") {
         tools.retain(|t| t.program != "qemu-system-x86_64");
     }
+    if args.gdb.is_some() {
+        tools.push(prereq::debugger());
+    }
     prereq::ensure(&tools, &mut say)?;
+    let gdb_port = gdb_port(args.gdb)?;
 
     let keep_going = profiles.len() > 1;
     let mut prepared = Vec::new();
@@ -179,6 +183,10 @@ pub fn prepare(
         if args.panic_on_oops {
             extra.push("oops=panic".into());
         }
+        if gdb_port.is_some() {
+            // Symbols (vmlinux, System.map) name the kernel's real addresses.
+            extra.push("nokaslr".into());
+        }
         let mut qemu = QemuConfig {
             binary: args.qemu.clone(),
             accel: Accel::Tcg,
@@ -195,6 +203,7 @@ pub fn prepare(
             qmp_socket: None,
             incoming: None,
             incoming_fd: None,
+            gdb: None,
         };
         if let Some(first) = plan.tests.first() {
             qemu.initrd = first.initrd.clone();
@@ -209,6 +218,14 @@ pub fn prepare(
             }
             qemu.accel = decision.accel;
         }
+        if let Some(port) = gdb_port {
+            qemu.gdb = Some(GdbStub {
+                port,
+                vmlinux: kit.vmlinux.clone(),
+            });
+            // To pause the guest after each insmod (see `guest::gdb`).
+            qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
+        }
         let unbuilt = matrix::unbuilt_results(&plan.unbuilt, &profile, &kit);
         unbuilt_count += unbuilt.len();
         runs.push(runner::KernelRun {
@@ -217,9 +234,11 @@ pub fn prepare(
                 profile: profile.name.clone(),
                 kernel_name: format!("{} ({})", profile.name, kit.release),
                 release: kit.release.clone(),
-                boot_timeout: Duration::from_secs_f64(
-                    args.boot_timeout.unwrap_or(profile.boot_timeout_s),
-                ),
+                boot_timeout: if gdb_port.is_some() {
+                    gdb::NO_DEADLINE
+                } else {
+                    Duration::from_secs_f64(args.boot_timeout.unwrap_or(profile.boot_timeout_s))
+                },
                 artifacts: artifacts.join(runner::dir_name(&profile.name)),
                 echo_console: args.console,
                 step_timeout_s: request.step_timeout_s,
@@ -236,6 +255,21 @@ pub fn prepare(
         artifacts,
         unbuilt: unbuilt_count,
     })
+}
+
+/// The port for `--gdb` (0: any free one), checked free now so that a
+/// taken port is named here rather than in QEMU's error.
+fn gdb_port(wanted: Option<u16>) -> Result<Option<u16>> {
+    match wanted {
+        None => Ok(None),
+        Some(0) => gdb::free_port()
+            .map(Some)
+            .context("cannot find a free loopback port for --gdb"),
+        Some(port) if gdb::port_is_free(port) => Ok(Some(port)),
+        Some(port) => bail!(
+            "--gdb={port}: port {port} on 127.0.0.1 is in use; pick another port or give --gdb alone for a free one"
+        ),
+    }
 }
 
 /// Cold boots with `--cold`, else restores of saved guests in the cache.

@@ -79,7 +79,11 @@ pub fn run(args: RunArgs) -> Result<Outcome> {
         .map(|a| shell_quote(a))
         .collect::<Vec<_>>()
         .join(" ");
-    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
+    let deadline = Instant::now()
+        + match args.guest.gdb {
+            Some(_) => crate::guest::gdb::NO_DEADLINE,
+            None => Duration::from_secs_f64(args.timeout),
+        };
     let mut stdout = std::io::stdout();
     let mut capture = guest.exec("run", &command, deadline, &mut |bytes| {
         // A closed stdout (`| head`) must not stop the guest's command.

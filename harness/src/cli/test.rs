@@ -170,6 +170,10 @@ fn prepare_and_run(
         Human::stdout(level)
     };
     reporters.0.insert(0, Box::new(human));
-    let jobs = args.jobs.unwrap_or_else(super::args::default_jobs);
+    // One debugger, one guest at a time.
+    let jobs = match args.guest.gdb {
+        Some(_) => 1,
+        None => args.jobs.unwrap_or_else(super::args::default_jobs),
+    };
     Ok((runner::run(&runs, &artifacts, jobs, reporters), unbuilt))
 }

@@ -124,6 +124,8 @@ impl Restore {
     fn recipe(&self, qemu: &QemuConfig) -> Recipe {
         let mut qemu = qemu.clone();
         qemu.initrd = PathBuf::new();
+        // The saved guest never waits for a debugger; restores of it may.
+        qemu.gdb = None;
         Recipe {
             root: self.root.clone(),
             profile: self.profile.clone(),
@@ -245,7 +247,13 @@ impl Restore {
         // Nothing may be sent before the state is loaded: QEMU's UART would
         // take the first byte into its pre-load registers, which the load
         // then overwrites, and would never read the socket again.
-        wait_running(&guest, deadline).map_err(|e| {
+        if let Some(stub) = &qemu.gdb {
+            // `-S` holds the loaded guest until the debugger continues it.
+            wait_status(&guest, deadline, |s| s != "inmigrate")
+                .map_err(|e| RestoreFailure::Snapshot(format!("loading the saved state: {e}")))?;
+            super::gdb::announce(stub, request.logs.dir(), deadline);
+        }
+        wait_status(&guest, deadline, |s| s == "running").map_err(|e| {
             let status = guest.wait_exit(Duration::from_millis(200));
             RestoreFailure::Snapshot(match status {
                 Some(status) => format!("QEMU exited ({status}): {}", guest.qemu_stderr()),
@@ -270,19 +278,31 @@ impl Restore {
     }
 }
 
-/// Waits until the restored guest runs (its state fully loaded).
-fn wait_running(guest: &Guest, deadline: Instant) -> Result<(), QmpError> {
+/// Waits until the restored guest's run state (`running` once its state
+/// is fully loaded; `paused` instead while `--gdb` holds it) satisfies `done`.
+fn wait_status(
+    guest: &Guest,
+    deadline: Instant,
+    done: impl Fn(&str) -> bool,
+) -> Result<(), QmpError> {
     let path = guest.qmp_socket().expect("restored with a monitor");
     let mut qmp = Qmp::connect(path, deadline)?;
+    let started = Instant::now();
     loop {
         let status = qmp.execute("query-status", None)?;
-        if status.get("running").and_then(|r| r.as_bool()) == Some(true) {
+        if status
+            .get("status")
+            .and_then(|r| r.as_str())
+            .is_some_and(&done)
+        {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(QmpError::Timeout);
         }
-        std::thread::sleep(Duration::from_millis(2));
+        // A restore takes ~0.1 s; a person at a debugger takes longer.
+        let slow = started.elapsed() > Duration::from_secs(1);
+        std::thread::sleep(Duration::from_millis(if slow { 50 } else { 2 }));
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod deliver;
 pub mod exec;
+pub mod gdb;
 pub mod launcher;
 pub mod qmp;
 pub mod snapshot;
@@ -71,6 +72,11 @@ impl GuestLogs {
             cmdline: dir.join("qemu-cmdline.txt"),
             echo: false,
         }
+    }
+
+    /// The directory the logs are in (`--gdb` writes its scripts there).
+    pub fn dir(&self) -> &Path {
+        self.cmdline.parent().unwrap_or(Path::new("."))
     }
 }
 
@@ -183,6 +189,10 @@ impl Guest {
                 logs.echo.then_some("guest | "),
             ),
         )?;
+        // A restored guest is announced once its state is loaded.
+        if let (Some(stub), None) = (&config.gdb, &config.incoming) {
+            gdb::announce(stub, logs.dir(), deadline);
+        }
         Ok(Guest {
             child,
             console,

@@ -335,6 +335,7 @@ mod tests {
                 qmp_socket: None,
                 incoming: None,
                 incoming_fd: None,
+                gdb: None,
             },
             busybox: root.join("busybox"),
         }
