@@ -6,6 +6,7 @@
 
 pub mod deliver;
 pub mod exec;
+pub mod interactive;
 pub mod launcher;
 pub mod qmp;
 pub mod snapshot;
