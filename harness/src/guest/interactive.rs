@@ -8,7 +8,7 @@
 //! the guest's tty, whose line discipline does what a local one would. Only
 //! [`ESCAPE`] (^]) stays on the host and leaves at once. When stdin is not
 //! a terminal (a pipe, a test) its bytes go over as they are, and its end
-//! is sent as ^D, which ends the guest shell like end of input does.
+//! is sent as `exit` (see [`Session::end_of_input`]).
 //!
 //! The kernel log has its own UART, so its lines are written between the
 //! console's bytes as `[kernel] …` lines, each on a line of its own.
@@ -93,6 +93,7 @@ pub fn attach(guest: &mut Guest) -> Left {
         shown: from,
         watch: CrashWatch::new(guest.klog.clone(), from),
         stdin_open: true,
+        last_sent: b'\n',
     };
     session.run(guest, from)
 }
@@ -104,6 +105,8 @@ struct Session {
     shown: usize,
     watch: CrashWatch,
     stdin_open: bool,
+    /// The last byte sent from stdin.
+    last_sent: u8,
 }
 
 impl Session {
@@ -119,6 +122,7 @@ impl Session {
                 let sent = match n {
                     n if n > 0 => {
                         let keys = &buf[..n as usize];
+                        self.last_sent = keys[keys.len() - 1];
                         match keys.iter().position(|b| *b == ESCAPE) {
                             Some(p) if self.out.raw => {
                                 let _ = guest.console.send_raw(&keys[..p]);
@@ -127,19 +131,15 @@ impl Session {
                             _ => guest.console.send_raw(keys),
                         }
                     }
-                    0 => {
-                        // End of input: what ^D at an empty prompt means.
-                        self.stdin_open = false;
-                        guest.console.send_raw(&[EOT])
-                    }
-                    _ if std::io::Error::last_os_error().kind()
-                        == std::io::ErrorKind::Interrupted =>
+                    _ if n < 0
+                        && std::io::Error::last_os_error().kind()
+                            == std::io::ErrorKind::Interrupted =>
                     {
                         Ok(())
                     }
                     _ => {
                         self.stdin_open = false;
-                        guest.console.send_raw(&[EOT])
+                        guest.console.send_raw(self.end_of_input())
                     }
                 };
                 if let Err(e) = sent {
@@ -181,6 +181,19 @@ impl Session {
             if self.watch.crashed_long_ago() {
                 return Left::Crashed(crash::detect(&guest.klog.lines_from(from)));
             }
+        }
+    }
+
+    /// What stands for the end of stdin. A terminal's end (a hang-up) is
+    /// ^D. Piped input arrives at once, long before the guest shell reads
+    /// it, while its tty is still in canonical mode, where ^D would be
+    /// taken as a line end and never reach the shell as end of input; so
+    /// the input is ended with `exit` on a line of its own.
+    fn end_of_input(&self) -> &'static [u8] {
+        match (self.out.raw, self.last_sent) {
+            (true, _) => &[EOT],
+            (false, b'\n') => b"exit\n",
+            (false, _) => b"\nexit\n",
         }
     }
 
