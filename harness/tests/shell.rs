@@ -249,3 +249,40 @@ fn piped_commands_run_line_by_line_and_end_of_input_leaves() {
     assert!(stdout.contains("\n1\r\n"), "{stdout}\n{stderr}");
     assert_no_qemu_left_by_us();
 }
+
+#[test]
+fn keep_opens_a_shell_in_the_guest_a_failed_test_left() {
+    let dir = common::module_copy();
+    std::fs::write(
+        dir.path().join("modvm.json"),
+        r#"{"suite": "kept", "tests": [
+            {"name": "fails-loaded", "steps": [
+                {"insmod": "hello"},
+                {"run": "false"}
+            ]},
+            {"name": "passes", "steps": [{"run": "true"}]}
+        ]}"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = piped(
+        &[
+            "test",
+            "--accel",
+            "tcg",
+            "--keep",
+            dir.path().to_str().unwrap(),
+        ],
+        b"lsmod\nexit\n",
+    );
+    let all = format!("{stdout}\n{stderr}");
+    assert_eq!(code, 1, "{all}");
+    assert!(stderr.contains("its guest is kept"), "{all}");
+    // The shell saw the module the failed test had loaded.
+    let lsmod = stdout.find("# lsmod").expect(&all);
+    assert!(stdout[lsmod..].contains("\nhello "), "{all}");
+    // The run went on: the other test ran after the shell, and only the
+    // failed test got a shell.
+    assert!(stdout.contains("kept/passes"), "{all}");
+    assert_eq!(stderr.matches("its guest is kept").count(), 1, "{all}");
+    assert_no_qemu_left_by_us();
+}

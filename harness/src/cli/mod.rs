@@ -105,6 +105,11 @@ pub struct TestArgs {
     /// Print KTAP version 1 on stdout (the human output moves to stderr).
     #[arg(long)]
     pub ktap: bool,
+    /// After a test that did not pass, open a shell in its guest as the
+    /// test left it (unless a panic ended the guest); the run goes on when
+    /// the shell ends. Implies `-j 1`.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// The run was stopped by Ctrl-C (exit 130).

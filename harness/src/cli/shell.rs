@@ -8,11 +8,14 @@ use super::{say, GuestArgs, Interrupted, Outcome};
 use crate::guest::deliver::Switches;
 use crate::guest::interactive::{self, Left, ESCAPE_NAME};
 use crate::guest::launcher::LaunchRequest;
-use crate::guest::GuestLogs;
+use crate::guest::{Guest, GuestLogs};
+use crate::outcome::TestResult;
 use crate::report::human::crash_summary;
+use crate::runner::{KeepGuest, PlannedTest};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct ShellArgs {
@@ -116,4 +119,49 @@ pub(crate) fn report_crash(
         }
     }
     say(&format!("console and kernel log: {}", logs.display()));
+}
+
+/// `modvm test --keep`: a shell in the guest of a test that did not pass,
+/// as the test left it; the run goes on when the shell ends.
+#[derive(Debug)]
+pub(crate) struct KeepShell {
+    pub kernel_symbols: Option<(PathBuf, PathBuf)>,
+}
+
+impl KeepGuest for KeepShell {
+    fn keep(&self, guest: &mut Guest, test: &PlannedTest, result: &TestResult) {
+        let name = test.name();
+        let status = result.status.label();
+        if guest.klog.closed() || guest.wait_exit(Duration::ZERO).is_some() {
+            say(&format!(
+                "{name}: {status}; its guest is gone (the kernel panicked), so there is no shell to keep"
+            ));
+            return;
+        }
+        let why = result
+            .steps
+            .iter()
+            .find_map(|s| s.failures.first())
+            .or(result.message.as_ref())
+            .map(|w| format!(": {w}"))
+            .unwrap_or_default();
+        say(&format!(
+            "{name}: {status}{why}\nmodvm: its guest is kept: a shell in /modules as the test left it"
+        ));
+        say(&format!(
+            "the run goes on after `exit`, end of input (Ctrl-D) or {ESCAPE_NAME}"
+        ));
+        match interactive::attach(guest) {
+            Left::Exited(_) | Left::Escaped | Left::Interrupted => {}
+            Left::Crashed(crashes) => report_crash(
+                crashes,
+                "the kernel crashed",
+                &test.modules,
+                self.kernel_symbols.as_ref(),
+                &result.artifacts,
+            ),
+            Left::GuestDied(qemu) => say(&format!("the guest died (QEMU: {qemu})")),
+            Left::ConsoleFailed(msg) => say(&format!("the guest console failed: {msg}")),
+        }
+    }
 }
