@@ -81,6 +81,10 @@ pub fn shell(args: ShellArgs) -> Result<Outcome> {
     ));
     let left = interactive::attach(&mut guest);
     drop(guest);
+    if crate::children::interrupted() {
+        // SIGTERM/SIGHUP killed the guest: not a crash of the module.
+        return Err(Interrupted.into());
+    }
     let (crashes, why) = match left {
         Left::Exited(_) | Left::Escaped => return Ok(Outcome::Success),
         Left::Interrupted => return Err(Interrupted.into()),
