@@ -258,23 +258,9 @@ impl Console {
     ) -> Result<CommandOutput, ConsoleError> {
         let mut poll = Poll::new(deadline);
         let mut capture = Capture::default();
-
-        // Anything before the begin marker is not the command's (and, with
-        // the tty's echo off, there should be nothing).
-        let begin = format!("\x1ebegin {tag}\x1e");
-        let finder = memmem::Finder::new(begin.as_bytes());
-        loop {
-            if let Some(p) = finder.find(&self.pending) {
-                self.consume_marker(p + begin.len());
-                if !after_begin.is_empty() {
-                    self.send(after_begin)?;
-                }
-                break;
-            }
-            let keep = begin.len() - 1;
-            let cut = self.pending.len().saturating_sub(keep);
-            self.pending.drain(..cut);
-            self.wait_or_fail(&mut poll, abort, &capture)?;
+        self.wait_begin(tag, &mut poll, abort)?;
+        if !after_begin.is_empty() {
+            self.send(after_begin)?;
         }
 
         let end = format!("\x1eend {tag} ");
@@ -311,6 +297,74 @@ impl Console {
                 }
             }
             self.wait_or_fail(&mut poll, abort, &capture)?;
+        }
+    }
+
+    /// Waits for the begin marker of `tag` and drops everything up to it:
+    /// anything before it is not the command's (and, with the tty's echo
+    /// off, there should be nothing).
+    fn wait_begin(
+        &mut self,
+        tag: &str,
+        poll: &mut Poll,
+        abort: &mut dyn FnMut() -> bool,
+    ) -> Result<(), ConsoleError> {
+        let begin = format!("\x1ebegin {tag}\x1e");
+        let finder = memmem::Finder::new(begin.as_bytes());
+        loop {
+            if let Some(p) = finder.find(&self.pending) {
+                self.consume_marker(p + begin.len());
+                return Ok(());
+            }
+            let keep = begin.len() - 1;
+            let cut = self.pending.len().saturating_sub(keep);
+            self.pending.drain(..cut);
+            self.wait_or_fail(poll, abort, &Capture::default())?;
+        }
+    }
+
+    /// Hands the console to a person (`modvm shell`): starts `command` with
+    /// the tty as its stdin and controlling terminal (protocol op `i`, see
+    /// `images/init`) and returns once the guest announced it. From then on
+    /// the caller moves bytes itself with [`Console::send_raw`] and
+    /// [`Console::next_chunk`] and looks for the end marker of `tag` in
+    /// what arrives.
+    pub fn begin_interactive(
+        &mut self,
+        tag: &str,
+        command: &str,
+        deadline: Instant,
+    ) -> Result<(), ConsoleError> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(command);
+        self.send(format!("i {tag} {encoded}\n").as_bytes())?;
+        self.wait_begin(tag, &mut Poll::new(deadline), &mut || false)
+    }
+
+    /// Writes bytes to the guest's tty as they are (keys typed by a person).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {
+        self.send(bytes)
+    }
+
+    /// The next bytes from the guest: what is left over from the last
+    /// exchange first, then what arrives within `timeout` (`Ok(None)` when
+    /// nothing did); [`ConsoleError::Closed`] once QEMU closed the socket.
+    pub fn next_chunk(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, ConsoleError> {
+        if !self.pending.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.pending)));
+        }
+        let closed = || ConsoleError::Closed {
+            seen: String::new(),
+        };
+        if self.closed {
+            return Err(closed());
+        }
+        match self.chunks.recv_timeout(timeout) {
+            Ok(chunk) => Ok(Some(chunk)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                Err(closed())
+            }
         }
     }
 

@@ -51,6 +51,16 @@ pub struct RunConfig {
     pub kmemleak: bool,
     /// Boots or restores each test's guest.
     pub launcher: std::sync::Arc<dyn Launcher>,
+    /// Given the guest of a test that did not pass, before it is stopped
+    /// (`modvm test --keep`).
+    pub keep: Option<std::sync::Arc<dyn KeepGuest>>,
+}
+
+/// Looks at the guest a test that did not pass left behind, on the test's
+/// worker thread, while the guest still exists (it may have died already:
+/// a panic ends QEMU).
+pub trait KeepGuest: Send + Sync + std::fmt::Debug {
+    fn keep(&self, guest: &mut Guest, test: &PlannedTest, result: &TestResult);
 }
 
 /// A test ready to run: its spec, the initramfs holding its files, the
@@ -226,6 +236,9 @@ fn run_test(
             }
             if result.status != Status::Pass {
                 result.kernel_tail = guest.klog.tail(TAIL_LINES);
+                if let Some(keep) = &config.keep {
+                    keep.keep(&mut guest, test, &result);
+                }
             }
             let _t = crate::trace::span("stop");
             drop(guest);

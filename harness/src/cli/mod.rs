@@ -12,6 +12,7 @@ mod kernels;
 mod matrix;
 mod prepare;
 mod run;
+mod shell;
 mod test;
 use anyhow::{Context, Result};
 pub use args::GuestArgs;
@@ -37,6 +38,9 @@ pub enum Command {
     /// Run one command in a fresh guest, output streamed, its exit status
     /// passed through (`modvm run module -- sh -c 'insmod hello.ko'`).
     Run(Box<run::RunArgs>),
+    /// A root shell in a fresh guest, in /modules with the module(s) built;
+    /// a crash brings you back with its summary (leave with `exit` or Ctrl-]).
+    Shell(Box<shell::ShellArgs>),
     /// List the tests `test` would run, without building or booting.
     List(ListArgs),
     /// Fetch the guest kernel kit into the cache (done by `test` when needed).
@@ -101,6 +105,11 @@ pub struct TestArgs {
     /// Print KTAP version 1 on stdout (the human output moves to stderr).
     #[arg(long)]
     pub ktap: bool,
+    /// After a test that did not pass, open a shell in its guest as the
+    /// test left it (unless a panic ended the guest); the run goes on when
+    /// the shell ends. Implies `-j 1`.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// The run was stopped by Ctrl-C (exit 130).
@@ -145,6 +154,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Test(args) => test::test(*args).map(Outcome::from),
         Command::Run(args) => run::run(*args),
+        Command::Shell(args) => shell::shell(*args),
         Command::List(args) => {
             let specs = prepare::load_specs(&args.paths)?;
             let mut n = 0;

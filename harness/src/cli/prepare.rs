@@ -245,6 +245,7 @@ pub fn prepare(
                 kernel_symbols: kit.system_map.clone().zip(kit.vmlinux.clone()),
                 kmemleak: kit.has_option("CONFIG_DEBUG_KMEMLEAK"),
                 launcher: launcher(args, &profile, &kit),
+                keep: None,
             },
             tests: plan.tests,
             unbuilt,

@@ -153,10 +153,17 @@ fn prepare_and_run(
         verbose: args.verbose,
     };
     let Prepared {
-        runs,
+        mut runs,
         artifacts,
         unbuilt,
     } = prepare::prepare(&args.guest, &request, planned)?;
+    if args.keep {
+        for run in &mut runs {
+            run.config.keep = Some(std::sync::Arc::new(super::shell::KeepShell {
+                kernel_symbols: run.config.kernel_symbols.clone(),
+            }));
+        }
+    }
     let level = if args.quiet {
         Level::Quiet
     } else if args.verbose {
@@ -164,16 +171,22 @@ fn prepare_and_run(
     } else {
         Level::Normal
     };
-    let human = if stdout_taken(args) {
+    let mut human = if stdout_taken(args) {
         Human::stderr(level)
     } else {
         Human::stdout(level)
     };
+    if args.keep {
+        // Live lines would be drawn over the shell.
+        human.hide_live_lines();
+    }
     reporters.0.insert(0, Box::new(human));
-    // One debugger, one guest at a time.
-    let jobs = match args.guest.gdb {
-        Some(_) => 1,
-        None => args.jobs.unwrap_or_else(super::args::default_jobs),
+    // One debugger, one guest; the shell of --keep needs the terminal to
+    // itself.
+    let jobs = if args.guest.gdb.is_some() || args.keep {
+        1
+    } else {
+        args.jobs.unwrap_or_else(super::args::default_jobs)
     };
     Ok((runner::run(&runs, &artifacts, jobs, reporters), unbuilt))
 }

@@ -133,7 +133,7 @@ pub(crate) struct CrashWatch {
 }
 
 impl CrashWatch {
-    fn new(klog: KernelLog, from: usize) -> CrashWatch {
+    pub(crate) fn new(klog: KernelLog, from: usize) -> CrashWatch {
         CrashWatch {
             klog,
             from,
@@ -142,7 +142,7 @@ impl CrashWatch {
         }
     }
 
-    fn crashed_long_ago(&mut self) -> bool {
+    pub(crate) fn crashed_long_ago(&mut self) -> bool {
         if self.crashed_at.is_none() {
             let len = self.klog.len();
             if len != self.seen_len {

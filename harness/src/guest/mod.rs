@@ -7,6 +7,7 @@
 pub mod deliver;
 pub mod exec;
 pub mod gdb;
+pub mod interactive;
 pub mod launcher;
 pub mod qmp;
 pub mod snapshot;

@@ -76,6 +76,11 @@ impl Human {
         }
     }
 
+    /// No live lines (`modvm test --keep` hands the terminal to a shell).
+    pub fn hide_live_lines(&mut self) {
+        self.progress.set_draw_target(ProgressDrawTarget::hidden());
+    }
+
     /// Removes the live line of test `id` (gone already when its end was
     /// seen before its result).
     fn end_spinner(&mut self, id: TestId) {

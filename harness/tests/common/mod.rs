@@ -81,7 +81,8 @@ pub fn out_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(d).unwrap()
 }
 
-fn command(args: &[&str], env: &[(&str, &str)], out: &Path) -> Command {
+/// The modvm command for `args`, with `--out` in `out` for commands that start guests.
+pub fn command(args: &[&str], env: &[(&str, &str)], out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_modvm"));
     c.current_dir(repo()).env("NO_COLOR", "1");
     if matches!(args.first(), Some(&"test") | Some(&"run") | Some(&"shell")) {
