@@ -30,6 +30,18 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
             }
         }
     }
+    // Only specs with C `helpers` need it: a note, not a failure.
+    if crate::helpers::has_static_libc() {
+        out!(
+            "ok       {:<20} static C library, for specs' C helpers",
+            "libc.a"
+        );
+    } else {
+        out!(
+            "note     {:<20} missing: specs with C `helpers` need it; install with `sudo apt-get install libc6-dev`",
+            "libc.a"
+        );
+    }
     match accel::kvm_device_problem() {
         None => out!(
             "ok       {:<20} openable; `--accel auto` probes it before use",
