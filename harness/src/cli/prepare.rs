@@ -424,3 +424,85 @@ pub(super) fn utc_stamp() -> String {
         rem % 60
     )
 }
+
+/// A single guest for a person or a one-off command (`run`, `shell`): the
+/// guest, the settings it runs with, the test its modules came from and its
+/// log directory.
+pub struct OneGuest {
+    pub guest: Guest,
+    pub config: RunConfig,
+    pub test: runner::PlannedTest,
+    pub logs: PathBuf,
+}
+
+/// Prepares `dir` (default `module`) on one kernel and starts one guest
+/// with its modules; `what` names the command in messages and its log
+/// directory.
+pub fn one_guest(
+    args: &GuestArgs,
+    dir: Option<&Path>,
+    what: &str,
+    step_timeout_s: f64,
+) -> Result<OneGuest> {
+    let paths = [dir.map_or_else(|| PathBuf::from("module"), Path::to_path_buf)];
+    let request = Request {
+        paths: &paths,
+        filter: None,
+        step_timeout_s,
+        verbose: false,
+    };
+    let Prepared { runs, .. } = prepare(args, &request, &mut Vec::new())?;
+    let [kernel] = runs.as_slice() else {
+        bail!(
+            "`modvm {what}` starts one guest: --kernel names {} kernels; name one",
+            runs.len()
+        );
+    };
+    let Some(test) = kernel.tests.first() else {
+        bail!("nothing to start: the module directory gave no test to take its modules from");
+    };
+    let config = &kernel.config;
+    let logs_dir = config.artifacts.join(what);
+    std::fs::create_dir_all(&logs_dir)
+        .with_context(|| format!("cannot create {}", logs_dir.display()))?;
+    let mut logs = GuestLogs::in_dir(&logs_dir);
+    logs.echo = args.console;
+    let launch = crate::guest::launcher::LaunchRequest {
+        qemu: &config.qemu,
+        initrd: &test.initrd,
+        files: &test.files,
+        // `--panic-on-*` are on the kernel command line already.
+        switches: crate::guest::deliver::Switches::default(),
+        logs: &logs,
+        timeout: config.boot_timeout,
+    };
+    let (guest, _) = config
+        .launcher
+        .launch(&launch)
+        .with_context(|| format!("the guest did not start (logs in {})", logs_dir.display()))?;
+    Ok(OneGuest {
+        guest,
+        config: config.clone(),
+        test: test.clone(),
+        logs: logs_dir,
+    })
+}
+
+/// Says why a guest's command or session ended badly, with each crash's
+/// summary (module frames at file:line) and where the logs are.
+pub fn report_crash(
+    mut crashes: Vec<crate::outcome::Crash>,
+    why: &str,
+    modules: &[PathBuf],
+    kernel_symbols: Option<&(PathBuf, PathBuf)>,
+    logs: &Path,
+) {
+    runner::symbolize_all(&mut crashes, modules, kernel_symbols);
+    say(why);
+    for c in &crashes {
+        for line in crate::report::human::crash_summary(c) {
+            eprintln!("  {line}");
+        }
+    }
+    say(&format!("console and kernel log: {}", logs.display()));
+}

@@ -2,15 +2,11 @@
 //! `/modules` with the directory's modules, its output streamed to stdout
 //! and its exit status passed through (scripts, `git bisect run`).
 
-use super::prepare::{self, Prepared};
-use super::{say, GuestArgs, Outcome};
-use crate::guest::deliver::Switches;
+use super::prepare;
+use super::{GuestArgs, Outcome};
 use crate::guest::exec::Ended;
-use crate::guest::launcher::LaunchRequest;
-use crate::guest::GuestLogs;
 use crate::qemu::shell_quote;
-use crate::report::human::crash_summary;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,42 +33,12 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<Outcome> {
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("module"));
-    let paths = [dir];
-    let request = prepare::Request {
-        paths: &paths,
-        filter: None,
-        step_timeout_s: args.timeout,
-        verbose: false,
-    };
-    let Prepared { runs, .. } = prepare::prepare(&args.guest, &request, &mut Vec::new())?;
-    let [kernel] = runs.as_slice() else {
-        bail!(
-            "`modvm run` starts one guest: --kernel names {} kernels; name one",
-            runs.len()
-        );
-    };
-    let Some(test) = kernel.tests.first() else {
-        bail!("nothing to run: the module directory gave no test to take its modules from");
-    };
-    let config = &kernel.config;
-    let dir = config.artifacts.join("run");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut logs = GuestLogs::in_dir(&dir);
-    logs.echo = args.guest.console;
-    let launch = LaunchRequest {
-        qemu: &config.qemu,
-        initrd: &test.initrd,
-        files: &test.files,
-        // `--panic-on-*` are on the kernel command line already.
-        switches: Switches::default(),
-        logs: &logs,
-        timeout: config.boot_timeout,
-    };
-    let (mut guest, _) = config
-        .launcher
-        .launch(&launch)
-        .with_context(|| format!("the guest did not start (logs in {})", dir.display()))?;
+    let prepare::OneGuest {
+        mut guest,
+        config,
+        test,
+        logs,
+    } = prepare::one_guest(&args.guest, args.dir.as_deref(), "run", args.timeout)?;
     let command = args
         .command
         .iter()
@@ -85,24 +51,19 @@ pub fn run(args: RunArgs) -> Result<Outcome> {
             None => Duration::from_secs_f64(args.timeout),
         };
     let mut stdout = std::io::stdout();
-    let mut capture = guest.exec("run", &command, deadline, &mut |bytes| {
+    let capture = guest.exec("run", &command, deadline, &mut |bytes| {
         // A closed stdout (`| head`) must not stop the guest's command.
         let _ = stdout.write_all(bytes).and_then(|_| stdout.flush());
     });
     drop(guest);
-    crate::runner::symbolize_all(
-        &mut capture.crashes,
-        &test.modules,
-        config.kernel_symbols.as_ref(),
-    );
     let crashed = |why: &str| {
-        say(why);
-        for c in &capture.crashes {
-            for line in crash_summary(c) {
-                eprintln!("  {line}");
-            }
-        }
-        say(&format!("console and kernel log: {}", dir.display()));
+        prepare::report_crash(
+            capture.crashes.clone(),
+            why,
+            &test.modules,
+            config.kernel_symbols.as_ref(),
+            &logs,
+        )
     };
     Ok(match &capture.ended {
         Ended::Finished { exit, .. } if capture.crashes.is_empty() => {

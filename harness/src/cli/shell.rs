@@ -2,17 +2,14 @@
 //! with the directory's modules, for trying things by hand; a crash sends
 //! the person back to the host with its summary.
 
-use super::prepare::{self, Prepared};
+use super::prepare;
 use super::run::CRASH_STATUS;
 use super::{say, GuestArgs, Interrupted, Outcome};
-use crate::guest::deliver::Switches;
 use crate::guest::interactive::{self, Left, ESCAPE_NAME};
-use crate::guest::launcher::LaunchRequest;
-use crate::guest::{Guest, GuestLogs};
+use crate::guest::Guest;
 use crate::outcome::TestResult;
-use crate::report::human::crash_summary;
 use crate::runner::{KeepGuest, PlannedTest};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,41 +23,17 @@ pub struct ShellArgs {
 }
 
 pub fn shell(args: ShellArgs) -> Result<Outcome> {
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("module"));
-    let paths = [dir];
-    let request = prepare::Request {
-        paths: &paths,
-        filter: None,
-        step_timeout_s: crate::spec::DEFAULT_STEP_TIMEOUT_S,
-        verbose: false,
-    };
-    let Prepared { runs, .. } = prepare::prepare(&args.guest, &request, &mut Vec::new())?;
-    let [kernel] = runs.as_slice() else {
-        bail!(
-            "`modvm shell` starts one guest: --kernel names {} kernels; name one",
-            runs.len()
-        );
-    };
-    let Some(test) = kernel.tests.first() else {
-        bail!("nothing to start: the module directory gave no test to take its modules from");
-    };
-    let config = &kernel.config;
-    let dir = config.artifacts.join("shell");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut logs = GuestLogs::in_dir(&dir);
-    logs.echo = args.guest.console;
-    let launch = LaunchRequest {
-        qemu: &config.qemu,
-        initrd: &test.initrd,
-        files: &test.files,
-        switches: Switches::default(),
-        logs: &logs,
-        timeout: config.boot_timeout,
-    };
-    let (mut guest, _) = config
-        .launcher
-        .launch(&launch)
-        .with_context(|| format!("the guest did not start (logs in {})", dir.display()))?;
+    let prepare::OneGuest {
+        mut guest,
+        config,
+        test,
+        logs: dir,
+    } = prepare::one_guest(
+        &args.guest,
+        args.dir.as_deref(),
+        "shell",
+        crate::spec::DEFAULT_STEP_TIMEOUT_S,
+    )?;
     let names: Vec<String> = test
         .modules
         .iter()
@@ -105,24 +78,17 @@ pub fn shell(args: ShellArgs) -> Result<Outcome> {
     Ok(Outcome::Status(CRASH_STATUS))
 }
 
-/// Says why the session ended, with each crash's summary (module frames at
-/// file:line) and where the logs are.
+/// Says why the session ended (on a line of its own: the person's prompt
+/// may still be open), with the crashes and where the logs are.
 pub(crate) fn report_crash(
-    mut crashes: Vec<crate::outcome::Crash>,
+    crashes: Vec<crate::outcome::Crash>,
     why: &str,
     modules: &[PathBuf],
     kernel_symbols: Option<&(PathBuf, PathBuf)>,
     logs: &Path,
 ) {
-    crate::runner::symbolize_all(&mut crashes, modules, kernel_symbols);
     eprintln!();
-    say(why);
-    for c in &crashes {
-        for line in crash_summary(c) {
-            eprintln!("  {line}");
-        }
-    }
-    say(&format!("console and kernel log: {}", logs.display()));
+    prepare::report_crash(crashes, why, modules, kernel_symbols, logs);
 }
 
 /// `modvm test --keep`: a shell in the guest of a test that did not pass,
