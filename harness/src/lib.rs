@@ -22,6 +22,7 @@ pub mod klog;
 pub mod lock;
 pub mod logsink;
 pub mod outcome;
+pub mod partition;
 pub mod paths;
 pub mod plan;
 pub mod prereq;

@@ -110,6 +110,10 @@ pub struct TestArgs {
     /// the shell ends. Implies `-j 1`.
     #[arg(long)]
     pub keep: bool,
+    /// Run only share K of N of the selected tests (CI jobs in parallel:
+    /// the N shares together run every test once).
+    #[arg(long, value_name = "K/N", value_parser = crate::partition::parse)]
+    pub partition: Option<crate::partition::Partition>,
 }
 
 /// The run was stopped by Ctrl-C (exit 130).

@@ -91,6 +91,8 @@ pub struct Request<'a> {
     pub step_timeout_s: f64,
     /// Show the module build's output.
     pub verbose: bool,
+    /// Only this share of the selected tests (`--partition`).
+    pub partition: Option<crate::partition::Partition>,
 }
 
 /// Everything from the specs to the tests ready to run. `planned` receives
@@ -113,6 +115,16 @@ pub fn prepare(
             filter.unwrap_or_default()
         );
     }
+    if let Some(p) = request.partition {
+        let selected = planned.len();
+        *planned = p.take(planned.drain(..));
+        say(&format!(
+            "partition {p}: {} of the {selected} selected tests",
+            planned.len()
+        ));
+    }
+    // A share may be empty (more CI jobs than tests): nothing to run passes.
+    let ours: std::collections::HashSet<String> = planned.iter().cloned().collect();
     let profiles = matrix::profiles(&args.kit.kernel, &mut say)?;
     matrix::check_spec_kernels(&specs, &profiles)?;
     let mut tools = matrix::tools(&profiles);
@@ -166,7 +178,6 @@ pub fn prepare(
 
     let artifacts = new_run_dir(&args.out, args.keep_runs)?;
     let mut runs = Vec::new();
-    let mut unbuilt_count = 0;
     for (profile, kit, plan) in prepared {
         let memory = args.memory.unwrap_or(profile.memory_mib);
         if memory < profile.memory_min_mib {
@@ -227,7 +238,6 @@ pub fn prepare(
             qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
         }
         let unbuilt = matrix::unbuilt_results(&plan.unbuilt, &profile, &kit);
-        unbuilt_count += unbuilt.len();
         runs.push(runner::KernelRun {
             config: RunConfig {
                 qemu,
@@ -251,6 +261,11 @@ pub fn prepare(
             unbuilt,
         });
     }
+    for run in &mut runs {
+        run.tests.retain(|t| ours.contains(&t.name()));
+        run.unbuilt.retain(|r| ours.contains(&r.name));
+    }
+    let unbuilt_count = runs.iter().map(|r| r.unbuilt.len()).sum();
     Ok(Prepared {
         runs,
         artifacts,
@@ -450,6 +465,7 @@ pub fn one_guest(
         filter: None,
         step_timeout_s,
         verbose: false,
+        partition: None,
     };
     let Prepared { runs, .. } = prepare(args, &request, &mut Vec::new())?;
     let [kernel] = runs.as_slice() else {

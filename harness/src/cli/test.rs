@@ -151,6 +151,7 @@ fn prepare_and_run(
         filter: args.filter.as_deref(),
         step_timeout_s: args.step_timeout,
         verbose: args.verbose,
+        partition: args.partition,
     };
     let Prepared {
         mut runs,
