@@ -171,7 +171,23 @@ mod tests {
     #[test]
     fn shipped_init_speaks_the_console_protocol() {
         assert!(INIT.starts_with("#!/bin/busybox sh"));
-        assert!(INIT.contains("ready"));
-        assert!(INIT.contains("modvm-mark"));
+        // Code, not the comments that describe it.
+        let code: String = INIT
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needed in [
+            "printf '\\036ready %s %s\\036\\n'",
+            "printf '\\036begin %s\\036\\n' \"$tag\"",
+            "printf '\\036end %s %d %s\\036\\n'",
+            "echo \"modvm-mark ${tag%-*} begin\" >/dev/kmsg",
+            "echo \"modvm-mark $tag end\" >/dev/kmsg",
+            "while read -r op tag arg; do",
+            "s) step \"$tag\" \"$arg\" ;;",
+            "stty -echo",
+        ] {
+            assert!(code.contains(needed), "init has no `{needed}`");
+        }
     }
 }

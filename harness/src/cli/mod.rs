@@ -460,9 +460,17 @@ mod tests {
     }
 
     #[test]
-    fn stamp_has_date_shape() {
-        let s = prepare::utc_stamp();
-        assert_eq!(s.len(), 15);
-        assert!(s.starts_with("20"));
+    fn stamps_are_utc_civil_dates() {
+        for (secs, want) in [
+            (0, "19700101-000000"),
+            (951_782_400, "20000229-000000"),
+            (1_709_294_399, "20240301-115959"),
+            (4_102_444_799, "20991231-235959"),
+        ] {
+            assert_eq!(prepare::stamp_of(secs), want, "{secs}");
+        }
+        let now = prepare::utc_stamp();
+        assert_eq!(now.len(), 15);
+        assert!(now.starts_with("20"));
     }
 }

@@ -417,10 +417,16 @@ pub(super) fn old_runs(runs: &Path, keep: usize) -> Vec<PathBuf> {
 }
 
 pub(super) fn utc_stamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    stamp_of(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    )
+}
+
+/// `YYYYMMDD-HHMMSS` (UTC) of `secs` since the epoch.
+pub(super) fn stamp_of(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days + 719468;

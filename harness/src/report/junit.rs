@@ -462,22 +462,19 @@ mod tests {
         assert!(j.error_handle().get().unwrap().contains("junit.xml"));
     }
 
-    /// A second reader from outside Rust, when one is installed: python's
-    /// junitparser. Skipped, with the reason printed, when it is not.
+    /// A second reader from outside Rust: python's junitparser, which the
+    /// host setup does not install (Debian has no package of it).
     #[test]
+    #[ignore = "needs python3 with junitparser (pip install junitparser); run with --ignored"]
     fn python_junitparser_reads_the_report() {
         let probe = std::process::Command::new("python3")
             .args(["-c", "import junitparser"])
             .output();
         match probe {
             Ok(o) if o.status.success() => {}
-            Ok(_) => {
-                eprintln!("skipped: python3 has no junitparser (pip install junitparser)");
-                return;
-            }
+            Ok(_) => panic!("python3 has no junitparser: pip install junitparser"),
             Err(e) => {
-                eprintln!("skipped: python3 not runnable: {e}");
-                return;
+                panic!("python3 not runnable: {e}");
             }
         }
         let (_dir, path) = produce();

@@ -185,13 +185,45 @@ pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
 /// whose parent is gone would have been re-parented, so check that no QEMU
 /// runs with our kernel image from a modvm that already exited.
 pub fn assert_no_qemu_left_by_us() {
-    // Our modvm children have exited; their QEMUs, if any survived, would be
-    // orphans (parent 1 or a subreaper). PDEATHSIG makes that impossible.
-    for pid in qemu_children(1) {
+    // Every QEMU modvm starts has its console socket in a directory named
+    // after the modvm process that owns it (`modvm-<pid>-…`): one whose
+    // owner is gone was left behind, whoever adopted it (PID 1 or a
+    // subreaper). PDEATHSIG and the guards make that impossible.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !comm.starts_with("qemu-system") {
+            continue;
+        }
         let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let Some(owner) = socket_owner(&cmdline) else {
+            continue;
+        };
+        let owner_comm = std::fs::read_to_string(format!("/proc/{owner}/comm")).unwrap_or_default();
         assert!(
-            !cmdline.contains("modvm-"),
-            "orphaned QEMU {pid} left behind: {cmdline}"
+            owner_comm.trim() == "modvm" || !is_running(pid),
+            "QEMU {pid} outlived its modvm {owner}: {}",
+            cmdline.replace('\0', " ")
         );
     }
+}
+
+/// The modvm pid in a QEMU command line's socket directory `modvm-<pid>-`.
+fn socket_owner(cmdline: &str) -> Option<u32> {
+    let at = cmdline.find("/modvm-")? + "/modvm-".len();
+    let digits: String = cmdline[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+fn is_running(pid: u32) -> bool {
+    stat_fields(pid).is_some()
 }
