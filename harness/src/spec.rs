@@ -545,6 +545,60 @@ impl Serialize for ExitStatus {
     }
 }
 
+/// An `errno` value: a name (`"EINVAL"`, `"-EINVAL"`) or a number (`22`,
+/// `-22`, `"22"`), checked while parsing so the error has the value's
+/// position.
+#[derive(Clone, Copy)]
+struct ErrnoValue(Errno);
+
+impl<'de> Deserialize<'de> for ErrnoValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ErrnoValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an errno name such as \"EINVAL\" or its number such as 22")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ErrnoValue, E> {
+                errno::lookup(v).map(ErrnoValue).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown errno {v:?}; known: {}",
+                        errno::names().join(", ")
+                    ))
+                })
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ErrnoValue, E> {
+                errno::by_number(n).map(ErrnoValue).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown errno number {n}; give its name instead, one of: {}",
+                        errno::names().join(", ")
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ErrnoValue, E> {
+                match i64::try_from(n) {
+                    Ok(n) => self.visit_i64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "unknown errno number {n}; give its name instead, e.g. \"EINVAL\""
+                    ))),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<ErrnoValue, E> {
+                Err(E::custom(format!(
+                    "`errno` {n} is not a whole number; give a name such as \"EINVAL\" or a number such as 22"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for ErrnoValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name)
+    }
+}
+
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
@@ -559,7 +613,7 @@ struct RawStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exit: Option<ExitStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    errno: Option<String>,
+    errno: Option<ErrnoValue>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     output: Vec<Expect>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -613,9 +667,7 @@ impl TryFrom<RawStep> for Step {
                         "`errno` belongs to an `insmod` step; for other commands use `exit`".into(),
                     );
                 }
-                ExitExpect::Errno(errno::lookup(&e).ok_or_else(|| {
-                    format!("unknown errno {e:?}; known: {}", errno::names().join(", "))
-                })?)
+                ExitExpect::Errno(e.0)
             }
             (Some(code), None) => ExitExpect::Status(code.0),
             (None, None) => ExitExpect::Status(0),
@@ -650,7 +702,7 @@ impl From<Step> for RawStep {
         };
         let (exit, errno) = match s.exit {
             ExitExpect::Status(c) => (Some(ExitStatus(c)), None),
-            ExitExpect::Errno(e) => (None, Some(e.name.to_string())),
+            ExitExpect::Errno(e) => (None, Some(ErrnoValue(e))),
         };
         RawStep {
             insmod,
@@ -1104,6 +1156,22 @@ mod tests {
             err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": "EWHAT"}]}]}"#)
                 .contains("unknown errno")
         );
+    }
+
+    #[test]
+    fn errno_may_be_a_known_number_and_an_unknown_one_is_placed() {
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": 22}, {"insmod": "x", "errno": -19}]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
+        assert!(matches!(ok.tests[0].steps[0].exit, ExitExpect::Errno(e) if e.name == "EINVAL"));
+        assert!(matches!(ok.tests[0].steps[1].exit, ExitExpect::Errno(e) if e.name == "ENODEV"));
+        let e = err("{\"tests\": [{\"name\": \"a\", \"steps\": [\n  {\"insmod\": \"x\", \"errno\": 4242}]}]}");
+        assert!(e.starts_with("m/modvm.json:2:"), "{e}");
+        assert!(e.contains("unknown errno number 4242"), "{e}");
+        let e = err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": 2.5}]}]}"#);
+        assert!(e.contains("not a whole number"), "{e}");
     }
 
     #[test]
