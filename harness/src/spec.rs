@@ -104,6 +104,20 @@ impl TestSpec {
         }
     }
 
+    /// The step at `position` of [`TestSpec::steps`] as its author sees
+    /// it: `step 2 (run `cat /proc/x`)` for the second entry of `steps`,
+    /// `insmod hello (from \`modules\`)` for one the shorthand added.
+    pub fn step_label(&self, position: usize) -> String {
+        let Some(step) = self.steps.get(position) else {
+            return format!("step {}", position + 1);
+        };
+        match step.origin {
+            Origin::Listed(k) => format!("step {} ({})", k + 1, step.action),
+            Origin::Modules => format!("{} (from `modules`)", step.action),
+            Origin::Generated => format!("step {} ({})", position + 1, step.action),
+        }
+    }
+
     /// Whether the test runs on `profile`.
     pub fn runs_on(&self, profile: &str) -> bool {
         self.kernels.is_empty() || self.kernels.iter().any(|k| k == profile)
@@ -164,17 +178,24 @@ impl TryFrom<RawTest> for TestSpec {
                 return Err(format!("`smp` must be between 1 and {MAX_SMP}, not {n}"));
             }
         }
+        let shorthand = |action| Step {
+            origin: Origin::Modules,
+            ..Step::action(action)
+        };
         let mut steps: Vec<Step> = r
             .modules
             .iter()
-            .map(|m| Step::action(Action::Insmod(m.clone())))
+            .map(|m| shorthand(Action::Insmod(m.clone())))
             .collect();
-        steps.extend(r.steps);
+        steps.extend(r.steps.into_iter().enumerate().map(|(k, s)| Step {
+            origin: Origin::Listed(k),
+            ..s
+        }));
         steps.extend(
             r.modules
                 .iter()
                 .rev()
-                .map(|m| Step::action(Action::Rmmod(m.name.clone()))),
+                .map(|m| shorthand(Action::Rmmod(m.name.clone()))),
         );
         if steps.is_empty() {
             return Err(format!(
@@ -320,12 +341,27 @@ pub struct Step {
     pub not_kernel_log: Vec<Expect>,
     /// Deadline of this step; `None` takes the test's `step_timeout_s`.
     pub timeout_s: Option<f64>,
+    /// Where the author wrote the step, so reports name it as they see it.
+    pub origin: Origin,
+}
+
+/// Where a step of a test came from: reports number steps as the spec's
+/// author wrote them, not as the expanded list runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The step at this 0-based position of the test's `steps`.
+    Listed(usize),
+    /// An insmod or rmmod the `modules` shorthand added.
+    Modules,
+    /// Made by modvm (a smoke test): its position in the test is its name.
+    Generated,
 }
 
 impl Step {
     /// A step that only runs `action` and expects success.
     pub fn action(action: Action) -> Step {
         Step {
+            origin: Origin::Generated,
             action,
             exit: ExitExpect::Status(0),
             output: Vec::new(),
@@ -681,6 +717,7 @@ impl TryFrom<RawStep> for Step {
             kernel_log: r.kernel_log,
             not_kernel_log: r.not_kernel_log,
             timeout_s: r.timeout_s,
+            origin: Origin::Generated,
         })
     }
 }
@@ -1172,6 +1209,20 @@ mod tests {
         assert!(e.contains("unknown errno number 4242"), "{e}");
         let e = err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": 2.5}]}]}"#);
         assert!(e.contains("not a whole number"), "{e}");
+    }
+
+    #[test]
+    fn steps_are_labelled_as_the_author_wrote_them() {
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "modules": ["m"], "steps": [{"run": "one"}, {"run": "two"}]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
+        let t = &ok.tests[0];
+        assert_eq!(t.step_label(0), "insmod m (from `modules`)");
+        assert_eq!(t.step_label(2), "step 2 (run `two`)");
+        assert_eq!(t.step_label(3), "rmmod m (from `modules`)");
+        assert_eq!(smoke_test(&["x".into()]).step_label(1), "step 2 (rmmod x)");
     }
 
     #[test]
