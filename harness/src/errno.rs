@@ -73,6 +73,38 @@ pub fn lookup(text: &str) -> Option<Errno> {
         })
 }
 
+/// The errno with this number, as a spec may write it (`"errno": 22`).
+pub fn by_number(number: i64) -> Option<Errno> {
+    let n = i32::try_from(number.checked_abs()?).ok()?;
+    TABLE
+        .iter()
+        .find(|(_, num, _)| *num == n)
+        .map(|(name, number, msg)| Errno {
+            name,
+            number: *number,
+            insmod_message: msg,
+        })
+}
+
+/// What busybox insmod said went wrong: the text after
+/// "can't insert '<file>': " on its error line, and the errno whose message
+/// it is (when the table knows it). insmod's exit status is 1 whatever the
+/// errno, so this is the only place a report can name the errno seen.
+pub fn from_insmod_output(output: &str) -> Option<(String, Option<Errno>)> {
+    let line = output.lines().find(|l| l.contains("can't insert '"))?;
+    let after = &line[line.find("can't insert '")? + "can't insert '".len()..];
+    let said = after.split_once("': ")?.1.trim_end();
+    let errno = TABLE
+        .iter()
+        .find(|(_, _, msg)| *msg == said)
+        .map(|(name, number, msg)| Errno {
+            name,
+            number: *number,
+            insmod_message: msg,
+        });
+    Some((said.to_string(), errno))
+}
+
 /// All names, for error messages.
 pub fn names() -> Vec<&'static str> {
     TABLE.iter().map(|(n, _, _)| *n).collect()
@@ -89,6 +121,30 @@ mod tests {
         assert_eq!(lookup("-19").unwrap().name, "ENODEV");
         assert_eq!(lookup("enodev").unwrap().insmod_message, "No such device");
         assert!(lookup("EWHAT").is_none());
+    }
+
+    #[test]
+    fn numbers_map_to_names() {
+        assert_eq!(by_number(22).unwrap().name, "EINVAL");
+        assert_eq!(by_number(-19).unwrap().name, "ENODEV");
+        assert!(by_number(23).is_none(), "not in the table");
+        assert!(by_number(i64::MIN).is_none());
+    }
+
+    #[test]
+    fn insmod_output_names_the_errno_seen() {
+        let out = "insmod: can't insert '/modules/x.ko': No such device\n";
+        let (said, e) = from_insmod_output(out).unwrap();
+        assert_eq!(said, "No such device");
+        assert_eq!(e.unwrap().name, "ENODEV");
+        let out = "insmod: can't insert '/modules/x.ko': unknown symbol in module\n";
+        assert_eq!(from_insmod_output(out).unwrap().1.unwrap().name, "ESRCH");
+        let odd = "insmod: can't insert '/modules/x.ko': Something new\n";
+        assert_eq!(
+            from_insmod_output(odd).unwrap(),
+            ("Something new".into(), None)
+        );
+        assert!(from_insmod_output("fine\n").is_none());
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct StepResult {
     pub index: usize,
     /// e.g. "insmod hello".
     pub description: String,
+    /// The step as the spec's author sees it, for messages: "step 2 (run
+    /// `cat /proc/x`)", "[2/5] insmod hello (from `modules`)".
+    #[serde(skip)]
+    pub label: String,
     pub command: String,
     pub status: Status,
     /// Expected exit status; with `expected_errno`, any non-zero status.
@@ -88,6 +92,10 @@ pub struct StepResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_errno: Option<String>,
     pub exit: Option<i32>,
+    /// The errno a failed insmod reported (read from its message: its exit
+    /// status is 1 whatever the errno).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
     /// What the command printed.
     pub output: String,
     /// Kernel lines written during the step.
@@ -109,12 +117,14 @@ impl StepResult {
     pub fn empty(index: usize, description: String, command: String, status: Status) -> StepResult {
         StepResult {
             index,
+            label: format!("step {} ({description})", index + 1),
             description,
             command,
             status,
             expected_exit: 0,
             expected_errno: None,
             exit: None,
+            errno: None,
             output: String::new(),
             kernel_lines: Vec::new(),
             failures: Vec::new(),
@@ -166,6 +176,20 @@ impl TestResult {
         } else {
             self.name.clone()
         }
+    }
+
+    /// Whether `message` only repeats a step's label and first failure,
+    /// which a report that lists the step's failures need not print twice.
+    pub fn message_repeats_a_step(&self) -> bool {
+        let Some(m) = &self.message else {
+            return false;
+        };
+        self.steps.iter().any(|s| {
+            s.failures.contains(m)
+                || s.failures
+                    .first()
+                    .is_some_and(|f| *m == format!("{}: {f}", s.label))
+        })
     }
 
     /// A test the run never started, listed so that reports name every

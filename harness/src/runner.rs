@@ -331,19 +331,27 @@ fn run_steps(
     for round in 1..=rounds {
         for (i, step) in test.spec.steps.iter().enumerate() {
             let index = result.steps.len();
-            let (id, description) = if rounds > 1 {
+            let (id, description, label) = if rounds > 1 {
                 (
                     format!("{round}.{}", i + 1),
                     format!("[{round}/{rounds}] {}", step.action),
+                    format!("[{round}/{rounds}] {}", test.spec.step_label(i)),
                 )
             } else {
-                ((i + 1).to_string(), step.action.to_string())
+                (
+                    (i + 1).to_string(),
+                    step.action.to_string(),
+                    test.spec.step_label(i),
+                )
             };
             if result.status != Status::Pass {
                 // The rest of the round that failed is listed as skipped;
                 // later rounds are not listed at all.
                 if failed_round == Some(round) {
-                    result.steps.push(skipped(index, step, description));
+                    result.steps.push(StepResult {
+                        label,
+                        ..skipped(index, step, description)
+                    });
                 }
                 continue;
             }
@@ -366,6 +374,7 @@ fn run_steps(
             };
             let outcome = run_step(guest, &id, index, step, timeout, description, &mut taint);
             let mut r = outcome.result;
+            r.label = label;
             if let (Some(_), crate::spec::Action::Insmod(load), Status::Pass) =
                 (&config.qemu.gdb, &step.action, r.status)
             {
@@ -390,14 +399,23 @@ fn run_steps(
                 if let Some(c) = r.crashes.first() {
                     result.crash = Some(c.clone());
                     result.crash_detect_ms = outcome.crash_detect_ms;
-                    result.message = Some(format!("{} during step {}", c.title, index + 1));
+                    result.message = Some(format!("{} during {}", c.title, r.label));
                 } else if r.status != Status::Fail {
                     result.message = r.failures.first().cloned();
+                } else {
+                    result.message = failure_message(&r);
                 }
             }
             result.steps.push(r);
         }
     }
+}
+
+/// A failed test's message: the step as its author sees it and its first
+/// unmet expectation, so a report that shows only the message still says
+/// what went wrong and where.
+fn failure_message(r: &StepResult) -> Option<String> {
+    r.failures.first().map(|f| format!("{}: {f}", r.label))
 }
 
 pub(crate) fn symbolize_all(
@@ -456,6 +474,7 @@ fn run_step(
     match capture.ended {
         Ended::Finished { exit, taint: after } => {
             r.exit = Some(exit);
+            r.errno = errno_seen(step, exit, &r.output);
             r.taint = Some(after);
             r.failures = check(step, exit, &r.output, &capture.kernel_lines);
             if capture.dropped > 0 && !step.not_output.is_empty() {
@@ -553,6 +572,15 @@ fn bounded(mut kept: Vec<KernelLine>) -> Vec<KernelLine> {
     kept
 }
 
+/// The errno a failed insmod named, for the reports.
+fn errno_seen(step: &Step, exit: i32, output: &str) -> Option<String> {
+    if exit == 0 || !matches!(step.action, crate::spec::Action::Insmod(_)) {
+        return None;
+    }
+    let (_, errno) = crate::errno::from_insmod_output(output)?;
+    errno.map(|e| e.name.to_string())
+}
+
 /// Unmet expectations of a finished step.
 pub fn check(step: &Step, exit: i32, output: &str, lines: &[KernelLine]) -> Vec<String> {
     let mut failures = Vec::new();
@@ -568,9 +596,14 @@ pub fn check(step: &Step, exit: i32, output: &str, lines: &[KernelLine]) -> Vec<
                     e.name, e.insmod_message
                 ));
             } else if !output.contains(&format!(": {}", e.insmod_message)) {
+                let said = match crate::errno::from_insmod_output(output) {
+                    Some((text, Some(seen))) => format!("insmod said: {text} ({})", seen.name),
+                    Some((text, None)) => format!("insmod said: {text}"),
+                    None => format!("insmod exited with status {exit} and no error message"),
+                };
                 failures.push(format!(
-                    "`{command}` failed, but not with {} (expected insmod to say {:?})",
-                    e.name, e.insmod_message
+                    "`{command}` failed, but not with {}: expected {} ({}), {said}",
+                    e.name, e.name, e.insmod_message
                 ));
             }
         }
@@ -704,7 +737,15 @@ mod tests {
         assert!(check(&s, 1, said, &[]).is_empty());
         assert_eq!(check(&s, 0, "", &[]).len(), 1);
         let other = "insmod: can't insert '/modules/x.ko': No such device\n";
-        assert!(check(&s, 1, other, &[])[0].contains("not with EINVAL"));
+        let f = &check(&s, 1, other, &[])[0];
+        assert!(
+            f.ends_with(
+                "not with EINVAL: expected EINVAL (Invalid argument), insmod said: No such device (ENODEV)"
+            ),
+            "{f}"
+        );
+        assert_eq!(errno_seen(&s, 1, other).as_deref(), Some("ENODEV"));
+        assert_eq!(errno_seen(&s, 0, ""), None);
     }
 
     fn result(status: Status, title: Option<&str>) -> TestResult {

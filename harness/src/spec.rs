@@ -104,6 +104,20 @@ impl TestSpec {
         }
     }
 
+    /// The step at `position` of [`TestSpec::steps`] as its author sees
+    /// it: `step 2 (run `cat /proc/x`)` for the second entry of `steps`,
+    /// `insmod hello (from \`modules\`)` for one the shorthand added.
+    pub fn step_label(&self, position: usize) -> String {
+        let Some(step) = self.steps.get(position) else {
+            return format!("step {}", position + 1);
+        };
+        match step.origin {
+            Origin::Listed(k) => format!("step {} ({})", k + 1, step.action),
+            Origin::Modules => format!("{} (from `modules`)", step.action),
+            Origin::Generated => format!("step {} ({})", position + 1, step.action),
+        }
+    }
+
     /// Whether the test runs on `profile`.
     pub fn runs_on(&self, profile: &str) -> bool {
         self.kernels.is_empty() || self.kernels.iter().any(|k| k == profile)
@@ -164,17 +178,24 @@ impl TryFrom<RawTest> for TestSpec {
                 return Err(format!("`smp` must be between 1 and {MAX_SMP}, not {n}"));
             }
         }
+        let shorthand = |action| Step {
+            origin: Origin::Modules,
+            ..Step::action(action)
+        };
         let mut steps: Vec<Step> = r
             .modules
             .iter()
-            .map(|m| Step::action(Action::Insmod(m.clone())))
+            .map(|m| shorthand(Action::Insmod(m.clone())))
             .collect();
-        steps.extend(r.steps);
+        steps.extend(r.steps.into_iter().enumerate().map(|(k, s)| Step {
+            origin: Origin::Listed(k),
+            ..s
+        }));
         steps.extend(
             r.modules
                 .iter()
                 .rev()
-                .map(|m| Step::action(Action::Rmmod(m.name.clone()))),
+                .map(|m| shorthand(Action::Rmmod(m.name.clone()))),
         );
         if steps.is_empty() {
             return Err(format!(
@@ -320,12 +341,27 @@ pub struct Step {
     pub not_kernel_log: Vec<Expect>,
     /// Deadline of this step; `None` takes the test's `step_timeout_s`.
     pub timeout_s: Option<f64>,
+    /// Where the author wrote the step, so reports name it as they see it.
+    pub origin: Origin,
+}
+
+/// Where a step of a test came from: reports number steps as the spec's
+/// author wrote them, not as the expanded list runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The step at this 0-based position of the test's `steps`.
+    Listed(usize),
+    /// An insmod or rmmod the `modules` shorthand added.
+    Modules,
+    /// Made by modvm (a smoke test): its position in the test is its name.
+    Generated,
 }
 
 impl Step {
     /// A step that only runs `action` and expects success.
     pub fn action(action: Action) -> Step {
         Step {
+            origin: Origin::Generated,
             action,
             exit: ExitExpect::Status(0),
             output: Vec::new(),
@@ -545,6 +581,60 @@ impl Serialize for ExitStatus {
     }
 }
 
+/// An `errno` value: a name (`"EINVAL"`, `"-EINVAL"`) or a number (`22`,
+/// `-22`, `"22"`), checked while parsing so the error has the value's
+/// position.
+#[derive(Clone, Copy)]
+struct ErrnoValue(Errno);
+
+impl<'de> Deserialize<'de> for ErrnoValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ErrnoValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an errno name such as \"EINVAL\" or its number such as 22")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ErrnoValue, E> {
+                errno::lookup(v).map(ErrnoValue).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown errno {v:?}; known: {}",
+                        errno::names().join(", ")
+                    ))
+                })
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ErrnoValue, E> {
+                errno::by_number(n).map(ErrnoValue).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown errno number {n}; give its name instead, one of: {}",
+                        errno::names().join(", ")
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ErrnoValue, E> {
+                match i64::try_from(n) {
+                    Ok(n) => self.visit_i64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "unknown errno number {n}; give its name instead, e.g. \"EINVAL\""
+                    ))),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<ErrnoValue, E> {
+                Err(E::custom(format!(
+                    "`errno` {n} is not a whole number; give a name such as \"EINVAL\" or a number such as 22"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for ErrnoValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name)
+    }
+}
+
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
@@ -559,7 +649,7 @@ struct RawStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exit: Option<ExitStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    errno: Option<String>,
+    errno: Option<ErrnoValue>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     output: Vec<Expect>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -613,9 +703,7 @@ impl TryFrom<RawStep> for Step {
                         "`errno` belongs to an `insmod` step; for other commands use `exit`".into(),
                     );
                 }
-                ExitExpect::Errno(errno::lookup(&e).ok_or_else(|| {
-                    format!("unknown errno {e:?}; known: {}", errno::names().join(", "))
-                })?)
+                ExitExpect::Errno(e.0)
             }
             (Some(code), None) => ExitExpect::Status(code.0),
             (None, None) => ExitExpect::Status(0),
@@ -629,6 +717,7 @@ impl TryFrom<RawStep> for Step {
             kernel_log: r.kernel_log,
             not_kernel_log: r.not_kernel_log,
             timeout_s: r.timeout_s,
+            origin: Origin::Generated,
         })
     }
 }
@@ -650,7 +739,7 @@ impl From<Step> for RawStep {
         };
         let (exit, errno) = match s.exit {
             ExitExpect::Status(c) => (Some(ExitStatus(c)), None),
-            ExitExpect::Errno(e) => (None, Some(e.name.to_string())),
+            ExitExpect::Errno(e) => (None, Some(ErrnoValue(e))),
         };
         RawStep {
             insmod,
@@ -1104,6 +1193,36 @@ mod tests {
             err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": "EWHAT"}]}]}"#)
                 .contains("unknown errno")
         );
+    }
+
+    #[test]
+    fn errno_may_be_a_known_number_and_an_unknown_one_is_placed() {
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": 22}, {"insmod": "x", "errno": -19}]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
+        assert!(matches!(ok.tests[0].steps[0].exit, ExitExpect::Errno(e) if e.name == "EINVAL"));
+        assert!(matches!(ok.tests[0].steps[1].exit, ExitExpect::Errno(e) if e.name == "ENODEV"));
+        let e = err("{\"tests\": [{\"name\": \"a\", \"steps\": [\n  {\"insmod\": \"x\", \"errno\": 4242}]}]}");
+        assert!(e.starts_with("m/modvm.json:2:"), "{e}");
+        assert!(e.contains("unknown errno number 4242"), "{e}");
+        let e = err(r#"{"tests": [{"name": "a", "steps": [{"insmod": "x", "errno": 2.5}]}]}"#);
+        assert!(e.contains("not a whole number"), "{e}");
+    }
+
+    #[test]
+    fn steps_are_labelled_as_the_author_wrote_them() {
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "modules": ["m"], "steps": [{"run": "one"}, {"run": "two"}]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
+        let t = &ok.tests[0];
+        assert_eq!(t.step_label(0), "insmod m (from `modules`)");
+        assert_eq!(t.step_label(2), "step 2 (run `two`)");
+        assert_eq!(t.step_label(3), "rmmod m (from `modules`)");
+        assert_eq!(smoke_test(&["x".into()]).step_label(1), "step 2 (rmmod x)");
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Human {
     }
 
     fn detail(&mut self, t: &TestResult) {
-        if let Some(m) = &t.message {
+        if let Some(m) = t.message.as_ref().filter(|_| !t.message_repeats_a_step()) {
             self.line(&format!("    {m}"));
         }
         if let Some(c) = &t.crash {
@@ -145,12 +145,7 @@ impl Human {
     }
 
     fn step_detail(&mut self, s: &StepResult) {
-        self.line(&format!(
-            "    step {} ({}) {}:",
-            s.index + 1,
-            s.description,
-            s.status.label()
-        ));
+        self.line(&format!("    {} {}:", s.label, s.status.label()));
         for f in &s.failures {
             self.line(&format!("      - {f}"));
         }
@@ -444,5 +439,29 @@ mod tests {
             text.contains("s/a\\nPASS    forged\\u{1b}[2J\\u{0}"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_failure_named_in_the_message_is_printed_once() {
+        let buffer = Buffer::default();
+        let mut human = Human::new(
+            Box::new(buffer.clone()),
+            false,
+            Level::Verbose,
+            ProgressDrawTarget::hidden(),
+        );
+        let results = sample::results();
+        let fail = results
+            .iter()
+            .find(|t| t.status == Status::Fail)
+            .expect("a failed sample");
+        assert!(fail.message_repeats_a_step());
+        human.event(&Event::TestFinished {
+            id: 0,
+            result: fail,
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("\"Goodbye\"").count(), 1, "{text}");
+        assert!(text.contains("step 2 (rmmod hello) FAIL:"), "{text}");
     }
 }

@@ -201,6 +201,7 @@ struct StepDoc {
     expected_exit: i32,
     expected_errno: Option<String>,
     exit: Option<i32>,
+    errno: Option<String>,
     output: String,
     kernel_lines: Vec<LineDoc>,
     failures: Vec<String>,
@@ -219,6 +220,7 @@ impl From<&StepResult> for StepDoc {
             expected_exit: s.expected_exit,
             expected_errno: s.expected_errno.clone(),
             exit: s.exit,
+            errno: s.errno.clone(),
             output: s.output.clone(),
             kernel_lines: lines(&s.kernel_lines),
             failures: s.failures.clone(),
@@ -361,6 +363,7 @@ mod tests {
         let mut results = sample::results();
         results[1].steps[0].expected_errno = Some("EINVAL".into());
         results[1].steps[0].expected_exit = 1;
+        results[1].steps[0].errno = Some("ENODEV".into());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");
         let mut json = Json::new(path.clone());
@@ -368,6 +371,7 @@ mod tests {
         let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(problems(&doc), Vec::<String>::new());
         assert_eq!(doc["tests"][1]["steps"][0]["expected_errno"], "EINVAL");
+        assert_eq!(doc["tests"][1]["steps"][0]["errno"], "ENODEV");
         assert_eq!(doc["tests"][2]["crash_detect_ms"], 140);
         assert_eq!(doc["tests"][0]["crash_detect_ms"], Value::Null);
     }

@@ -207,10 +207,8 @@ fn headline(t: &TestResult) -> String {
             return c.title.clone();
         }
     }
-    if t.status != Status::Fail {
-        if let Some(m) = &t.message {
-            return m.clone();
-        }
+    if let Some(m) = &t.message {
+        return m.clone();
     }
     t.steps
         .iter()
@@ -234,10 +232,8 @@ fn one_line(s: &str) -> String {
 /// first when the message alone does not explain the failure.
 fn failure_detail(t: &TestResult, with_crash_report: bool) -> String {
     let mut out = String::new();
-    if let Some(m) = &t.message {
-        if !t.steps.iter().any(|s| s.failures.contains(m)) {
-            let _ = writeln!(out, "{m}");
-        }
+    if let Some(m) = t.message.as_ref().filter(|_| !t.message_repeats_a_step()) {
+        let _ = writeln!(out, "{m}");
     }
     for s in t.steps.iter().filter(|s| !s.failures.is_empty()) {
         let _ = writeln!(out, "{}:", step_heading(s));
@@ -258,12 +254,7 @@ fn failure_detail(t: &TestResult, with_crash_report: bool) -> String {
 }
 
 fn step_heading(s: &StepResult) -> String {
-    format!(
-        "step {} ({}) {}",
-        s.index + 1,
-        s.description,
-        s.status.label()
-    )
+    format!("{} {}", s.label, s.status.label())
 }
 
 /// The failure detail, then each step with its output and kernel lines, so
@@ -275,8 +266,15 @@ fn system_out(t: &TestResult) -> String {
     for s in &t.steps {
         let _ = writeln!(out, "\n{}", step_heading(s));
         let _ = writeln!(out, "  $ {}", s.command);
-        if let Some(e) = s.exit {
-            let _ = writeln!(out, "  exit {e} (expected {})", s.expected_exit);
+        match (s.exit, &s.expected_errno) {
+            (Some(e), Some(want)) => {
+                let seen = s.errno.as_deref().unwrap_or("none named");
+                let _ = writeln!(out, "  exit {e}, errno {seen} (expected {want})");
+            }
+            (Some(e), None) => {
+                let _ = writeln!(out, "  exit {e} (expected {})", s.expected_exit);
+            }
+            (None, _) => {}
         }
         for l in s.output.trim_end().lines() {
             let _ = writeln!(out, "  > {l}");
@@ -380,9 +378,10 @@ mod tests {
         assert_eq!(ty, "fail");
         assert_eq!(
             message,
-            "expected a line containing \"Goodbye\" in the kernel log"
+            "step 2 (rmmod hello): expected a line containing \"Goodbye\" in the kernel log"
         );
         assert!(detail.contains("step 2 (rmmod hello) FAIL"), "{detail}");
+        assert_eq!(detail.matches("\"Goodbye\"").count(), 1, "{detail}");
         let out = unload.system_out.as_ref().unwrap().as_str();
         assert!(out.contains("hello: unloading"), "{out}");
         assert!(out.contains("step 3 (run `lsmod`) SKIP"), "{out}");

@@ -165,10 +165,8 @@ pub fn test_block(number: usize, t: &TestResult) -> String {
             ));
         }
         Status::Fail | Status::Crash => {
-            if let Some(m) = &t.message {
-                if !t.steps.iter().any(|s| s.failures.contains(m)) {
-                    diagnostic(&mut out, "", m);
-                }
+            if let Some(m) = t.message.as_ref().filter(|_| !t.message_repeats_a_step()) {
+                diagnostic(&mut out, "", m);
             }
             if let Some(c) = &t.crash {
                 let told = t

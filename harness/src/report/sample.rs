@@ -121,6 +121,7 @@ pub fn results() -> Vec<TestResult> {
         &["[    2.700100] hello: unloading"],
     );
     rmmod.failures = vec!["expected a line containing \"Goodbye\" in the kernel log".into()];
+    fail.message = Some(format!("{}: {}", rmmod.label, rmmod.failures[0]));
     fail.steps = vec![
         ran(
             step(0, "insmod hello", "insmod /modules/hello.ko", Status::Pass),
