@@ -102,6 +102,7 @@ pub fn prepare(
     specs: &[LoadedSpec],
     filter: &[String],
     kit: &Kit,
+    kbuild_args: &[String],
     build_root: &Path,
     keep_going: bool,
     build_log: &mut dyn FnMut(&str),
@@ -125,23 +126,29 @@ pub fn prepare(
             path: lock_path.clone(),
             source,
         })?;
-        let built = kbuild::build(&loaded.dir, &kit.headers, &kit.identity, &build_dir)
-            .map_err(|source| PlanError::Build {
-                dir: loaded.dir.clone(),
-                source,
-            })
-            .and_then(|built| {
-                // Beside make's products, in a directory the source mirror
-                // leaves alone.
-                let out = build_dir.join(".modvm-helpers");
-                helpers::build(&loaded.dir, &loaded.spec.helpers, &out)
-                    .map(|h| (built, h))
-                    .map_err(|(name, source)| PlanError::Helper {
-                        dir: loaded.dir.clone(),
-                        name,
-                        source,
-                    })
-            });
+        let built = kbuild::build(
+            &loaded.dir,
+            &kit.headers,
+            &kit.identity,
+            kbuild_args,
+            &build_dir,
+        )
+        .map_err(|source| PlanError::Build {
+            dir: loaded.dir.clone(),
+            source,
+        })
+        .and_then(|built| {
+            // Beside make's products, in a directory the source mirror
+            // leaves alone.
+            let out = build_dir.join(".modvm-helpers");
+            helpers::build(&loaded.dir, &loaded.spec.helpers, &out)
+                .map(|h| (built, h))
+                .map_err(|(name, source)| PlanError::Helper {
+                    dir: loaded.dir.clone(),
+                    name,
+                    source,
+                })
+        });
         let (built, helpers) = match built {
             Ok(b) => b,
             Err(error) => {

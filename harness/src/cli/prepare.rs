@@ -153,11 +153,13 @@ pub fn prepare(
                 kit.clone(),
                 build_root.clone(),
             );
+            let kbuild_args = args.kbuild_arg.clone();
             until_interrupted(move || {
                 Ok(plan::prepare(
                     &specs,
                     &filter,
                     &kit,
+                    &kbuild_args,
                     &build_root,
                     keep_going,
                     &mut |log| {
