@@ -97,12 +97,13 @@ pub struct Unbuilt {
 /// Builds what the selected tests need and returns them in spec order.
 /// With `keep_going` (a kernel matrix), a module that does not compile for
 /// this kernel is listed in [`Plan::unbuilt`] and the other directories are
-/// still built; without it the first build error ends the plan.
+/// still built; without it the first build error ends the plan. `make`
+/// holds the user's make variables for every module build (`--kbuild-arg`).
 pub fn prepare(
     specs: &[LoadedSpec],
     filter: &[String],
     kit: &Kit,
-    kbuild_args: &[String],
+    make: &[String],
     build_root: &Path,
     keep_going: bool,
     build_log: &mut dyn FnMut(&str),
@@ -126,29 +127,23 @@ pub fn prepare(
             path: lock_path.clone(),
             source,
         })?;
-        let built = kbuild::build(
-            &loaded.dir,
-            &kit.headers,
-            &kit.identity,
-            kbuild_args,
-            &build_dir,
-        )
-        .map_err(|source| PlanError::Build {
-            dir: loaded.dir.clone(),
-            source,
-        })
-        .and_then(|built| {
-            // Beside make's products, in a directory the source mirror
-            // leaves alone.
-            let out = build_dir.join(".modvm-helpers");
-            helpers::build(&loaded.dir, &loaded.spec.helpers, &out)
-                .map(|h| (built, h))
-                .map_err(|(name, source)| PlanError::Helper {
-                    dir: loaded.dir.clone(),
-                    name,
-                    source,
-                })
-        });
+        let built = kbuild::build(&loaded.dir, &kit.headers, &kit.identity, make, &build_dir)
+            .map_err(|source| PlanError::Build {
+                dir: loaded.dir.clone(),
+                source,
+            })
+            .and_then(|built| {
+                // Beside make's products, in a directory the source mirror
+                // leaves alone.
+                let out = build_dir.join(".modvm-helpers");
+                helpers::build(&loaded.dir, &loaded.spec.helpers, &out)
+                    .map(|h| (built, h))
+                    .map_err(|(name, source)| PlanError::Helper {
+                        dir: loaded.dir.clone(),
+                        name,
+                        source,
+                    })
+            });
         let (built, helpers) = match built {
             Ok(b) => b,
             Err(error) => {
