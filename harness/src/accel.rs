@@ -28,11 +28,18 @@ pub struct Decision {
     pub notice: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Verdict {
-    key: String,
-    kvm_works: bool,
-    reason: String,
+/// The outcome of a probe boot, cached for the host setup `key` names.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Verdict {
+    pub key: String,
+    pub kvm_works: bool,
+    pub reason: String,
+}
+
+/// The verdict cached in `verdict_file` for `key`, if the last probe was
+/// for this host setup.
+pub fn cached(verdict_file: &Path, key: &str) -> Option<Verdict> {
+    load(verdict_file).filter(|v| v.key == key)
 }
 
 /// Why `/dev/kvm` cannot be used, if it cannot even be opened.
@@ -91,18 +98,12 @@ pub fn decide(
             if let Some(problem) = kvm_device_problem() {
                 return tcg(format!("KVM unavailable ({problem}); using TCG"));
             }
-            if let Some(v) = load(verdict_file).filter(|v| v.key == key) {
-                return if v.kvm_works {
-                    Decision {
-                        accel: Accel::Kvm,
-                        notice: None,
-                    }
-                } else {
-                    tcg(format!(
-                        "KVM failed its probe on this host earlier ({}); using TCG (delete {} to probe again)",
-                        v.reason,
-                        verdict_file.display()
-                    ))
+            if let Some(v) = cached(verdict_file, key) {
+                // Said once, when the probe ran; repeating it on every run
+                // is noise (`modvm doctor` reports the cached verdict).
+                return Decision {
+                    accel: if v.kvm_works { Accel::Kvm } else { Accel::Tcg },
+                    notice: None,
                 };
             }
             let outcome = probe();
@@ -123,7 +124,10 @@ pub fn decide(
                     accel: Accel::Kvm,
                     notice: Some("KVM works on this host (probe boot passed)".into()),
                 },
-                Err(reason) => tcg(format!("KVM probe failed ({reason}); using TCG")),
+                Err(reason) => tcg(format!(
+                    "KVM probe failed ({reason}); using TCG from now on (delete {} to probe again)",
+                    verdict_file.display()
+                )),
             }
         }
     }
@@ -176,7 +180,9 @@ mod tests {
         assert!(d.notice.unwrap().contains("guest hung"));
         let d = decide(AccelMode::Auto, &f, "k1", &mut probe);
         assert_eq!(d.accel, Accel::Tcg);
-        assert!(d.notice.unwrap().contains("earlier"));
+        assert_eq!(d.notice, None, "the verdict is said once, when probed");
+        assert!(!cached(&f, "k1").unwrap().kvm_works);
+        assert!(cached(&f, "k2").is_none());
         decide(AccelMode::Auto, &f, "k2", &mut probe);
         assert_eq!(calls, 2, "a new key probes again");
     }

@@ -137,10 +137,14 @@ fn remove_vanished(entries: &[fs::DirEntry], dst: &Path) -> Result<(), BuildErro
 /// Builds the module in `src` against `headers`, working in `build_dir`.
 /// `kernel` is the kit's identity (release and configuration hash): a
 /// rebuilt kernel at the same headers path never reuses `.ko` files.
+/// `make_args` are the user's variables for kbuild (`W=1`, checked by
+/// [`check_make_arg`]); they are part of the fingerprint, so changing them
+/// rebuilds.
 pub fn build(
     src: &Path,
     headers: &Path,
     kernel: &str,
+    make_args: &[String],
     build_dir: &Path,
 ) -> Result<Built, BuildError> {
     if !src.join("Kbuild").is_file() && !src.join("Makefile").is_file() {
@@ -153,7 +157,7 @@ pub fn build(
     // Even a no-op kbuild run costs most of a second; skip it when neither
     // the sources nor the headers changed since the last good build.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (sources, headers, kernel).hash(&mut hasher);
+    (sources, headers, kernel, make_args).hash(&mut hasher);
     let stamp = format!("{:016x}\n", hasher.finish());
     let stamp_path = build_abs.join(STAMP);
     if fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
@@ -172,6 +176,7 @@ pub fn build(
         .arg(headers)
         .arg(format!("M={}", build_abs.display()))
         .arg(format!("-j{}", jobs()))
+        .args(make_args)
         .arg("modules")
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
@@ -214,6 +219,38 @@ pub fn build(
     }
     fs::write(&stamp_path, stamp).map_err(io_err(&stamp_path))?;
     Ok(Built { modules, log })
+}
+
+/// Variables modvm sets itself or that move the build elsewhere: given
+/// again they would build the wrong tree or put the `.ko` files where modvm
+/// does not look.
+const RESERVED_MAKE_VARS: &[&str] = &["M", "O", "KBUILD_EXTMOD", "KBUILD_OUTPUT", "SUBDIRS"];
+
+/// Checks one `--kbuild-arg`: only a make variable (`NAME=VALUE`, also
+/// `+=`, `:=`), never an option or a target, and none that modvm's build
+/// depends on.
+pub fn check_make_arg(arg: &str) -> Result<(), String> {
+    let usage = "pass make variables only, like `W=1`, `C=1` or `ccflags-y=-DDEBUG`";
+    let Some(eq) = arg.find('=') else {
+        return Err(format!(
+            "`{arg}` is not a make variable: {usage} (modvm chooses the target and the options)"
+        ));
+    };
+    let name = arg[..eq].trim_end_matches([':', '+', '?']);
+    let valid = !name.is_empty()
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        return Err(format!("`{arg}` is not a make variable: {usage}"));
+    }
+    if RESERVED_MAKE_VARS.contains(&name) {
+        return Err(format!(
+            "`{arg}`: modvm sets `{name}` itself (it builds in its own copy of the module, with `-C` the kernel's build tree and `M=` that copy); {usage}"
+        ));
+    }
+    Ok(())
 }
 
 /// Records the fingerprint of the last successful build in the build dir.
@@ -428,7 +465,39 @@ mod tests {
     fn a_directory_without_kbuild_is_refused() {
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
-        let e = build(src.path(), Path::new("/nonexistent"), "k", dst.path()).unwrap_err();
+        let e = build(src.path(), Path::new("/nonexistent"), "k", &[], dst.path()).unwrap_err();
         assert!(matches!(e, BuildError::NoKbuild { .. }));
+    }
+}
+
+#[cfg(test)]
+mod make_arg_tests {
+    use super::check_make_arg;
+
+    #[test]
+    fn make_variables_pass_and_what_would_break_the_build_is_refused() {
+        for ok in [
+            "W=1",
+            "C=1",
+            "ccflags-y=-DDEBUG -O1",
+            "KCFLAGS+=-g",
+            "V:=1",
+            "LLVM=",
+        ] {
+            assert_eq!(check_make_arg(ok), Ok(()), "{ok}");
+        }
+        for (bad, words) in [
+            ("M=/tmp", "modvm sets `M` itself"),
+            ("O=out", "modvm sets `O` itself"),
+            ("KBUILD_EXTMOD+=x", "sets `KBUILD_EXTMOD`"),
+            ("-C", "not a make variable"),
+            ("-Cdir=x", "not a make variable"),
+            ("clean", "not a make variable"),
+            ("=1", "not a make variable"),
+            ("a b=1", "not a make variable"),
+        ] {
+            let e = check_make_arg(bad).unwrap_err();
+            assert!(e.contains(words), "{bad}: {e}");
+        }
     }
 }

@@ -42,9 +42,15 @@ pub fn full_name(loaded: &LoadedSpec, test: &TestSpec) -> String {
     format!("{}/{}", loaded.suite, test.name)
 }
 
+/// Whether `name` (`suite/name`) is selected: it contains any of the
+/// filters (`--filter` may be repeated), or there are none.
+pub fn matches(name: &str, filters: &[String]) -> bool {
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
 /// The tests of `loaded` that `filter` selects; a smoke directory yields its
 /// (not yet built) smoke test's name only.
-pub fn selected(loaded: &LoadedSpec, filter: Option<&str>) -> Vec<String> {
+pub fn selected(loaded: &LoadedSpec, filter: &[String]) -> Vec<String> {
     let names: Vec<String> = if loaded.smoke {
         vec![format!("{}/smoke", loaded.suite)]
     } else {
@@ -55,10 +61,7 @@ pub fn selected(loaded: &LoadedSpec, filter: Option<&str>) -> Vec<String> {
             .map(|t| full_name(loaded, t))
             .collect()
     };
-    names
-        .into_iter()
-        .filter(|n| filter.is_none_or(|f| n.contains(f)))
-        .collect()
+    names.into_iter().filter(|n| matches(n, filter)).collect()
 }
 
 /// The build directory's name for a module directory: its name (to read)
@@ -94,11 +97,13 @@ pub struct Unbuilt {
 /// Builds what the selected tests need and returns them in spec order.
 /// With `keep_going` (a kernel matrix), a module that does not compile for
 /// this kernel is listed in [`Plan::unbuilt`] and the other directories are
-/// still built; without it the first build error ends the plan.
+/// still built; without it the first build error ends the plan. `make`
+/// holds the user's make variables for every module build (`--kbuild-arg`).
 pub fn prepare(
     specs: &[LoadedSpec],
-    filter: Option<&str>,
+    filter: &[String],
     kit: &Kit,
+    make: &[String],
     build_root: &Path,
     keep_going: bool,
     build_log: &mut dyn FnMut(&str),
@@ -122,7 +127,7 @@ pub fn prepare(
             path: lock_path.clone(),
             source,
         })?;
-        let built = kbuild::build(&loaded.dir, &kit.headers, &kit.identity, &build_dir)
+        let built = kbuild::build(&loaded.dir, &kit.headers, &kit.identity, make, &build_dir)
             .map_err(|source| PlanError::Build {
                 dir: loaded.dir.clone(),
                 source,
@@ -161,7 +166,7 @@ pub fn prepare(
                 .spec
                 .tests
                 .iter()
-                .filter(|t| filter.is_none_or(|f| full_name(loaded, t).contains(f)))
+                .filter(|t| matches(&full_name(loaded, t), filter))
                 .cloned()
                 .collect()
         };
@@ -300,4 +305,17 @@ fn check_modules_exist(loaded: &LoadedSpec, built: &[PathBuf]) -> Result<(), Pla
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn a_name_is_selected_by_any_filter_or_by_none() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(matches("hello/load", &[]));
+        assert!(matches("hello/load", &f(&["nope", "lo/lo"])));
+        assert!(!matches("hello/load", &f(&["nope", "unload"])));
+    }
 }

@@ -35,7 +35,7 @@ fn symbolized(name: &str, log: &str, function: &str) -> modvm::outcome::Frame {
     let headers = headers();
     let build = tempfile::tempdir().expect("tempdir");
     let built =
-        kbuild::build(&fixture(name), &headers, "test", build.path()).expect("fixture builds");
+        kbuild::build(&fixture(name), &headers, "test", &[], build.path()).expect("fixture builds");
     let mut frames = frames_of(log);
     symbolize::symbolize(&mut frames, &built.modules);
     frames
@@ -73,8 +73,14 @@ fn return_address_points_at_the_call() {
     let log = include_str!("data/klog/atomic_sleep.log");
     let headers = headers();
     let build = tempfile::tempdir().expect("tempdir");
-    let built = kbuild::build(&fixture("atomic_sleep"), &headers, "test", build.path())
-        .expect("fixture builds");
+    let built = kbuild::build(
+        &fixture("atomic_sleep"),
+        &headers,
+        "test",
+        &[],
+        build.path(),
+    )
+    .expect("fixture builds");
     let lines: Vec<KernelLine> = log.lines().map(KernelLine::parse).collect();
     let mut frames = crash::detect(&lines).remove(0).frames;
     symbolize::symbolize(&mut frames, &built.modules);

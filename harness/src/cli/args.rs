@@ -56,6 +56,14 @@ pub struct GuestArgs {
     /// `-j 1`; the kernel boots with `nokaslr`.
     #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "0")]
     pub gdb: Option<u16>,
+    /// A make variable for the module's build, e.g. `W=1`, `C=1`,
+    /// `ccflags-y=-DDEBUG` (repeatable); changing them rebuilds.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = kbuild_arg)]
+    pub kbuild_arg: Vec<String>,
+}
+
+fn kbuild_arg(text: &str) -> Result<String, String> {
+    crate::kbuild::check_make_arg(text).map(|()| text.to_string())
 }
 
 /// Below this the cloud kernel does not reach its shell (64 MiB fails).

@@ -42,17 +42,8 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
             "libc.a"
         );
     }
-    match accel::kvm_device_problem() {
-        None => out!(
-            "ok       {:<20} openable; `--accel auto` probes it before use",
-            "/dev/kvm"
-        ),
-        Some(p) => out!(
-            "note     {:<20} {p}: guests run under TCG (slower, works)",
-            "/dev/kvm"
-        ),
-    }
     let cache = paths::cache_dir(args.cache.clone());
+    let mut releases = Vec::new();
     let mut kit_damaged = false;
     for profile in &profiles {
         if !kernel::is_cached_kind(profile) {
@@ -70,7 +61,10 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
             continue;
         }
         match kernel::inspect(&cache, profile) {
-        kernel::CacheState::Ready(kit) => out!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, kit.dir.display()),
+        kernel::CacheState::Ready(kit) => {
+            out!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, kit.dir.display());
+            releases.push(kit.release);
+        }
         kernel::CacheState::Unverified(kit) => out!(
             "ok       {:<20} {} ({}) in {} (made by an older modvm; checked and given a manifest on the next `modvm test` or `modvm fetch`)",
             "kernel", kit.release, kit.version, kit.dir.display()
@@ -90,6 +84,7 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
         ),
         }
     }
+    kvm(&cache, &releases)?;
     if !ok {
         if prereq::can_self_install() {
             out!("(running as root on Debian: `modvm test` installs missing tools itself)");
@@ -100,4 +95,38 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
         bail!("the cached kernel kit is damaged (see above)");
     }
     Ok(true)
+}
+
+/// `/dev/kvm`, and the probe's cached verdict when there is one for this
+/// host (default QEMU, a cached kernel): an openable device proves nothing.
+fn kvm(cache: &std::path::Path, releases: &[String]) -> Result<()> {
+    if let Some(p) = accel::kvm_device_problem() {
+        out!(
+            "note     {:<20} {p}: guests run under TCG (slower, works)",
+            "/dev/kvm"
+        );
+        return Ok(());
+    }
+    let file = cache.join("accel.json");
+    let qemu = std::path::Path::new("qemu-system-x86_64");
+    let verdict = releases
+        .iter()
+        .find_map(|r| accel::cached(&file, &accel::host_key(qemu, r)));
+    match verdict {
+        Some(v) if v.kvm_works => out!(
+            "ok       {:<20} KVM passed its probe on this host; runs use it",
+            "/dev/kvm"
+        ),
+        Some(v) => out!(
+            "note     {:<20} KVM failed its probe on this host earlier: {}; runs use TCG (delete {} to probe again)",
+            "/dev/kvm",
+            v.reason,
+            file.display()
+        ),
+        None => out!(
+            "ok       {:<20} openable; `--accel auto` probes it before use",
+            "/dev/kvm"
+        ),
+    }
+    Ok(())
 }

@@ -69,9 +69,10 @@ pub struct KitArgs {
 pub struct ListArgs {
     /// Module directories (holding modvm.json) or spec files [default: module]
     pub paths: Vec<PathBuf>,
-    /// Only tests whose `suite/name` contains this text.
-    #[arg(long)]
-    pub filter: Option<String>,
+    /// Only tests whose `suite/name` contains this text; repeat it for
+    /// tests that contain any of the texts. Matching nothing is an error.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -81,9 +82,10 @@ pub struct TestArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub guest: GuestArgs,
-    /// Only tests whose `suite/name` contains this text.
-    #[arg(long)]
-    pub filter: Option<String>,
+    /// Only tests whose `suite/name` contains this text; repeat it for
+    /// tests that contain any of the texts. Matching nothing is an error.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Vec<String>,
     /// Seconds a step may take when its spec sets no `timeout_s` (above 0, at most 86400).
     #[arg(long, default_value_t = spec::DEFAULT_STEP_TIMEOUT_S, value_parser = step_timeout_s)]
     pub step_timeout: f64,
@@ -163,7 +165,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             let specs = prepare::load_specs(&args.paths)?;
             let mut n = 0;
             for loaded in &specs {
-                for name in plan::selected(loaded, args.filter.as_deref()) {
+                for name in plan::selected(loaded, &args.filter) {
                     let origin = if loaded.smoke {
                         format!("{} (no spec: smoke test)", loaded.dir.display())
                     } else {
@@ -174,6 +176,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                     }
                     n += 1;
                 }
+            }
+            if n == 0 {
+                return Err(prepare::no_test_matches(&args.filter));
             }
             eprintln!("{n} test{}", if n == 1 { "" } else { "s" });
             Ok(Outcome::Success)

@@ -84,10 +84,23 @@ pub struct Prepared {
     pub unbuilt: usize,
 }
 
+/// The error of `test` and `list` when the filters select nothing (exit 2
+/// for both: a filter that matches nothing is a typo or a stale script).
+pub fn no_test_matches(filters: &[String]) -> anyhow::Error {
+    if filters.is_empty() {
+        return anyhow::anyhow!("no test to run (`modvm list` shows the tests)");
+    }
+    let named: Vec<String> = filters.iter().map(|f| format!("{f:?}")).collect();
+    anyhow::anyhow!(
+        "no test matches --filter {} (`modvm list` without --filter shows every test)",
+        named.join(" or ")
+    )
+}
+
 /// What to prepare beyond the guest flags.
 pub struct Request<'a> {
     pub paths: &'a [PathBuf],
-    pub filter: Option<&'a str>,
+    pub filter: &'a [String],
     pub step_timeout_s: f64,
     /// Show the module build's output.
     pub verbose: bool,
@@ -110,10 +123,7 @@ pub fn prepare(
         .flat_map(|s| plan::selected(s, filter))
         .collect();
     if planned.is_empty() {
-        bail!(
-            "no test matches the filter {:?} (`modvm list` shows the tests)",
-            filter.unwrap_or_default()
-        );
+        return Err(no_test_matches(filter));
     }
     if let Some(p) = request.partition {
         let selected = planned.len();
@@ -151,15 +161,17 @@ pub fn prepare(
             let _t = crate::trace::span("build");
             let (specs, filter, kit, build_root) = (
                 specs.clone(),
-                filter.map(str::to_string),
+                filter.to_vec(),
                 kit.clone(),
                 build_root.clone(),
             );
+            let kbuild_args = args.kbuild_arg.clone();
             until_interrupted(move || {
                 Ok(plan::prepare(
                     &specs,
-                    filter.as_deref(),
+                    &filter,
                     &kit,
+                    &kbuild_args,
                     &build_root,
                     keep_going,
                     &mut |log| {
@@ -468,7 +480,7 @@ pub fn one_guest(
     let paths = [dir.map_or_else(|| PathBuf::from("module"), Path::to_path_buf)];
     let request = Request {
         paths: &paths,
-        filter: None,
+        filter: &[],
         step_timeout_s,
         verbose: false,
         partition: None,

@@ -148,7 +148,7 @@ fn prepare_and_run(
 ) -> Result<(Summary, usize)> {
     let request = prepare::Request {
         paths: &args.paths,
-        filter: args.filter.as_deref(),
+        filter: &args.filter,
         step_timeout_s: args.step_timeout,
         verbose: args.verbose,
         partition: args.partition,

@@ -320,4 +320,21 @@ mod tests {
             assert!(e.contains(words), "{e}");
         }
     }
+
+    /// Every recipe shown in docs/kernels.md is one modvm takes, and the
+    /// examples cover every kind of source.
+    #[test]
+    fn the_documented_recipes_parse() {
+        let doc = include_str!("../../../docs/kernels.md");
+        let mut kinds = Vec::new();
+        for (i, block) in doc.split("```json\n").skip(1).enumerate() {
+            let json = block.split("```").next().unwrap();
+            let p = parse(json, &format!("docs/kernels.md block {i}"), Path::new(""))
+                .unwrap_or_else(|e| panic!("{e}\n{json}"));
+            kinds.push(p.source.kind());
+        }
+        for kind in ["debian", "source", "local", "host"] {
+            assert!(kinds.contains(&kind), "no example of `{kind}`: {kinds:?}");
+        }
+    }
 }
