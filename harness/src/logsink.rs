@@ -20,6 +20,8 @@ pub struct LogSink {
     written: u64,
     /// Prefix for lines echoed to stderr; `None` means no echo.
     echo: Option<&'static str>,
+    /// Where the echo goes: stderr, or a buffer in tests.
+    echo_to: Box<dyn Write + Send>,
     at_line_start: bool,
     /// Rewrites protocol markers (the shell console only).
     markers: Option<Markers>,
@@ -92,6 +94,7 @@ impl LogSink {
             file,
             written: 0,
             echo,
+            echo_to: Box::new(std::io::stderr()),
             at_line_start: true,
             markers: None,
         }
@@ -146,7 +149,7 @@ impl LogSink {
                     self.at_line_start = true;
                 }
             }
-            let _ = std::io::stderr().write_all(&out);
+            let _ = self.echo_to.write_all(&out);
         }
     }
 }
@@ -176,6 +179,33 @@ mod tests {
         assert_eq!(
             String::from_utf8(std::fs::read(&p).unwrap()).unwrap(),
             "[guest ready: 6.1.0]\n$ echo hi\nhi\n[exit 3]\nrest"
+        );
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn echo_prefixes_every_line_across_writes_and_drops_framing() {
+        let seen = Shared::default();
+        let mut s = LogSink::console(None, Some("guest | "));
+        s.echo_to = Box::new(seen.clone());
+        s.write(b"\x1eready 6.1 0\x1e\nhel");
+        s.write(b"lo\r\nwor");
+        s.write(b"ld\n\x1eend 1-a 0 0\x1e\n");
+        assert_eq!(
+            String::from_utf8(seen.0.lock().unwrap().clone()).unwrap(),
+            "guest | [guest ready: 6.1]\nguest | hello\nguest | world\nguest | [exit 0]\n"
         );
     }
 
