@@ -182,29 +182,16 @@ mod tests {
         );
     }
 
-    #[derive(Clone, Default)]
-    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn echo_prefixes_every_line_across_writes_and_drops_framing() {
-        let seen = Shared::default();
+        let seen = crate::report::sample::SharedBuffer::default();
         let mut s = LogSink::console(None, Some("guest | "));
         s.echo_to = Box::new(seen.clone());
         s.write(b"\x1eready 6.1 0\x1e\nhel");
         s.write(b"lo\r\nwor");
         s.write(b"ld\n\x1eend 1-a 0 0\x1e\n");
         assert_eq!(
-            String::from_utf8(seen.0.lock().unwrap().clone()).unwrap(),
+            seen.text(),
             "guest | [guest ready: 6.1]\nguest | hello\nguest | world\nguest | [exit 0]\n"
         );
     }

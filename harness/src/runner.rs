@@ -11,7 +11,7 @@ use crate::guest::exec::Ended;
 use crate::guest::launcher::{LaunchRequest, Launcher};
 use crate::guest::{BootError, Guest, GuestLogs};
 use crate::klog::KernelLine;
-use crate::outcome::{Crash, Event, Reporter, Status, StepResult, Summary, TestId, TestResult};
+use crate::outcome::{Crash, Event, Reporter, Status, StepResult, TestId, TestResult};
 use crate::qemu::QemuConfig;
 use crate::spec::{ExitExpect, Expect, Step, TestSpec};
 use crate::symbolize;
@@ -91,17 +91,9 @@ pub struct KernelRun {
     pub unbuilt: Vec<TestResult>,
 }
 
-/// Runs every test on every kernel, `jobs` guests at a time, and returns
-/// the summary. `artifacts` is the run's directory (each kernel's lies
-/// below). Results reach `reporter` in plan order (see [`schedule`]).
-pub fn run(
-    kernels: &[KernelRun],
-    artifacts: &Path,
-    jobs: usize,
-    reporter: &mut dyn Reporter,
-) -> Summary {
-    schedule::run(kernels, artifacts, jobs, reporter)
-}
+/// Runs every test on every kernel, `jobs` guests at a time; results reach
+/// the reporter in plan order (see [`schedule`]).
+pub use schedule::run;
 
 /// The guest died because we killed it: say so, rather than "crash".
 fn mark_interrupted(result: &mut TestResult) {

@@ -6,20 +6,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// A cache of this test's own whose kernels are the shared cache's (read
-/// only here), so a verdict can be planted without touching anyone's.
-fn private_cache() -> tempfile::TempDir {
-    let shared = modvm::paths::cache_dir(None).join("kernels");
-    assert!(
-        shared.is_dir(),
-        "no kernel kit in {}: run `bash scripts/setup-host.sh` first",
-        shared.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(&shared, dir.path().join("kernels")).unwrap();
-    dir
-}
-
 /// The default kernel's release, as `modvm fetch` reports it.
 fn release(cache: &str) -> String {
     let out = modvm(&["fetch", "--cache", cache], &[]);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{module_copy, modvm, repo, result_where, test_with_report};
+use common::{module_copy, modvm, private_cache, repo, result_where, test_with_report};
 use std::path::{Path, PathBuf};
 
 fn write_spec(dir: &Path, spec: serde_json::Value) {
@@ -17,20 +17,6 @@ fn write_spec(dir: &Path, spec: serde_json::Value) {
 
 fn tests_of(report: &serde_json::Value) -> &Vec<serde_json::Value> {
     report["tests"].as_array().unwrap()
-}
-
-/// A cache of this test's own whose kernels are the shared cache's (read
-/// only here), so its snapshots can be damaged without touching anyone's.
-fn private_cache() -> tempfile::TempDir {
-    let shared = modvm::paths::cache_dir(None).join("kernels");
-    assert!(
-        shared.is_dir(),
-        "no kernel kit in {}: run `bash scripts/setup-host.sh` first",
-        shared.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(&shared, dir.path().join("kernels")).unwrap();
-    dir
 }
 
 fn snapshot_dirs(cache: &Path) -> Vec<PathBuf> {

@@ -356,20 +356,8 @@ impl Reporter for Human {
 mod tests {
     use super::*;
     use crate::report::sample;
-    use std::sync::{Arc, Mutex};
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::report::sample::SharedBuffer as Buffer;
 
     #[test]
     fn tests_in_flight_each_have_a_live_line_until_they_end() {

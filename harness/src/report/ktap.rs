@@ -282,21 +282,7 @@ fn totals(s: &Summary) -> String {
 mod tests {
     use super::*;
     use crate::report::sample;
-    use std::sync::{Arc, Mutex};
-
-    /// A writer the test can read back after the reporter took ownership.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::report::sample::SharedBuffer as Shared;
 
     fn render() -> String {
         let buf = Shared::default();

@@ -234,3 +234,29 @@ pub fn replay_stopped(reporter: &mut dyn Reporter, error: &str, interrupted: boo
     }
     reporter.event(&Event::RunFinished(&summary));
 }
+
+/// A writer whose bytes stay readable after it was handed away as a
+/// `Box<dyn Write>` (reporters and log sinks take one), for checking what
+/// reached "the terminal".
+#[derive(Clone, Default)]
+pub struct SharedBuffer(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

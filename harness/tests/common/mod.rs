@@ -227,3 +227,18 @@ fn socket_owner(cmdline: &str) -> Option<u32> {
 fn is_running(pid: u32) -> bool {
     stat_fields(pid).is_some()
 }
+
+/// A cache of the test's own whose kernels are the shared cache's (only
+/// read through it), so its saved guests or verdicts can be damaged or
+/// planted without touching anyone's.
+pub fn private_cache() -> tempfile::TempDir {
+    let shared = modvm::paths::cache_dir(None).join("kernels");
+    assert!(
+        shared.is_dir(),
+        "no kernel kit in {}: run `bash scripts/setup-host.sh` first",
+        shared.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&shared, dir.path().join("kernels")).unwrap();
+    dir
+}
