@@ -13,6 +13,7 @@ mod matrix;
 mod prepare;
 mod run;
 mod shell;
+mod summary;
 mod test;
 use anyhow::{Context, Result};
 pub use args::GuestArgs;
@@ -49,6 +50,8 @@ pub enum Command {
     Doctor(KitArgs),
     /// List kernel profiles and the cache; fetch, build or prune them.
     Kernels(kernels::KernelsArgs),
+    /// Print a Markdown summary of JSON reports (for a CI job's summary page).
+    Summary(summary::SummaryArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -204,6 +207,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::Doctor(args) => doctor::doctor(&args).map(Outcome::from),
         Command::Kernels(args) => kernels::run(&args).map(Outcome::from),
+        Command::Summary(args) => summary::summary(&args).map(|()| Outcome::Success),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod human;
 pub mod json;
 pub mod junit;
 pub mod ktap;
+pub mod markdown;
 /// A realistic run for the reporters' tests (public for integration tests).
 #[doc(hidden)]
 pub mod sample;
