@@ -35,6 +35,60 @@ cargo run -q -- fetch --kernel debian-6.1-cloud,debian-6.12-cloud
 # Build the sanitizer kernel once (about 5 minutes on 2 cores; cached).
 cargo run -q -- fetch --kernel debug
 
+# --- Test archive (harness/tests/debian_mirror.rs) ---------------------------
+# A Debian archive the tests serve on loopback to check --debian-mirror: a
+# copy of the real signed bookworm index that modvm's private package lists
+# hold (InRelease and main's Packages), and the packages of the default
+# kernel profile and busybox-static in the versions it names (about 40 MiB,
+# downloaded once through those lists; delete the directory to refresh it).
+cache="${MODVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modvm}"
+archive="$cache/test-archive"
+if [[ ! -d $archive ]]; then
+	lists="$cache/apt/lists"
+	inrelease=$(ls "$lists"/*_dists_bookworm_InRelease | head -n 1)
+	index=$(ls "${inrelease%_InRelease}"_main_binary-amd64_Packages* | head -n 1)
+	staging=$(mktemp -d "$cache/.test-archive-XXXXXX")
+	trap 'rm -rf "$staging"' EXIT
+	packages="$staging/dists/bookworm/main/binary-amd64/Packages"
+	mkdir -p "${packages%/*}" "$staging/download"
+	cp "$inrelease" "$staging/dists/bookworm/InRelease"
+	/usr/lib/apt/apt-helper cat-file "$index" >"$packages"
+	# field PACKAGE FIELD: the field of the package's stanza in the index.
+	field() {
+		awk -v p="$1" -v f="$2: " 'BEGIN { RS = ""; FS = "\n" }
+			{ n = ""; v = ""
+			  for (i = 1; i <= NF; i++) {
+				if (index($i, "Package: ") == 1) n = substr($i, 10)
+				if (index($i, f) == 1) v = substr($i, length(f) + 1) }
+			  if (n == p) { print v; exit } }' "$packages"
+	}
+	# The dependencies of PACKAGE whose names start with one of the prefixes.
+	deps() {
+		local pkg=$1
+		shift
+		field "$pkg" Depends | tr ',' '\n' | sed 's/^ *//; s/[ |(].*//' |
+			grep -E "^($(IFS='|'; echo "$*"))" || true
+	}
+	image=$(deps linux-image-cloud-amd64 linux-image-)
+	headers=$(deps linux-headers-cloud-amd64 linux-headers-)
+	wanted=("$image" "$headers" $(deps "$headers" linux-headers- linux-kbuild-) busybox-static)
+	echo "setup-host: downloading the test archive's packages: ${wanted[*]}"
+	apt_private=(-o "Dir::State::Lists=$lists" -o "Dir::Cache=$cache/apt/cache"
+		-o Acquire::Languages=none)
+	[[ $(id -u) -eq 0 ]] && apt_private+=(-o APT::Sandbox::User=root)
+	for pkg in "${wanted[@]}"; do
+		file=$(field "$pkg" Filename)
+		[[ -n $file ]] || { echo "setup-host: $pkg is not in $index" >&2; exit 2; }
+		(cd "$staging/download" && apt-get -q "${apt_private[@]}" download \
+			"$pkg=$(field "$pkg" Version)" >/dev/null)
+		mkdir -p "$staging/${file%/*}"
+		mv "$staging"/download/*.deb "$staging/$file"
+	done
+	rmdir "$staging/download"
+	mv "$staging" "$archive"
+	trap - EXIT
+fi
+
 # Cache the kernel's KUnit parser, which the tests use to read our KTAP
 # output (tests themselves never download).
 ktap=$(mktemp)

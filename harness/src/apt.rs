@@ -4,7 +4,14 @@
 //! modvm keeps private package lists under its cache (`Dir::State::Lists`,
 //! `Dir::Cache`) and reads the host's sources, so it sees the same mirror and
 //! suites as `apt-get` on the host but never needs `sudo apt-get update`.
+//! With a Debian archive the user names ([`mirror`]), apt reads only a
+//! private sources file naming that archive instead.
 
+pub mod mirror;
+pub mod os_release;
+
+pub use mirror::{Mirror, Sources};
+use os_release::OsRelease;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -22,6 +29,28 @@ pub enum AptError {
     NoArchive { suite: String, base: String },
     #[error("package `{0}` is not in the host's apt sources (check `apt-cache policy {0}`; the kernel recipe may name a version the mirror no longer carries)")]
     NotFound(String),
+    #[error("package `{package}` is not in the Debian archive at {url} (suites {suites}); check that the URL names a Debian archive (its `dists/` and `pool/` directories) and the suite")]
+    NotInMirror {
+        package: String,
+        url: String,
+        suites: String,
+    },
+    #[error("this host has no {program}; use `--kernel host` (needs the running kernel's /boot image and /lib/modules/RELEASE/build headers) or run modvm in a Debian container")]
+    NoApt { program: String },
+    #[error("this host has no {program} to fetch Debian's busybox-static, which every guest's initramfs needs; put a statically linked x86-64 `busybox` on PATH (modvm copies it into its cache) or run modvm in a Debian container")]
+    NoBusybox { program: String },
+    #[error("the host's apt sources are {distro} and have no Debian kernel packages (no `{package}`); pass `--debian-mirror URL` (a Debian archive) or use `--kernel host`")]
+    NotDebianHost { distro: String, package: String },
+    #[error("the Debian archive keyring {} does not exist; install the `debian-archive-keyring` package (Ubuntu has it too) or name the keyring with --debian-keyring", path.display())]
+    NoKeyring { path: PathBuf },
+    #[error("the archive at {url} is not signed by the Debian archive keyring {} ({detail}); check that --debian-mirror names a Debian archive", keyring.display())]
+    Unsigned {
+        url: String,
+        keyring: PathBuf,
+        detail: String,
+    },
+    #[error("cannot reach the Debian archive at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
 }
 
 impl AptError {
@@ -58,9 +87,100 @@ pub struct PackageInfo {
 /// apt with private state under `root`.
 pub struct Apt {
     root: PathBuf,
-    /// Another suite of the host's Debian archive, preferred over the
-    /// host's own suites (see [`Apt::with_suite`]).
+    /// The suite apt prefers (`APT::Default-Release`): another suite of the
+    /// Debian archive, over the base suite (see [`Apt::with_suite`]).
     suite: Option<String>,
+    /// A private sources file read instead of the host's `sources.list`.
+    sources: Option<PathBuf>,
+    /// The archive the user named: then the host's `sources.list.d` and
+    /// dpkg status are replaced by empty private ones too.
+    mirror: Option<Mirror>,
+    /// The mirror's suites, for its errors.
+    suites: Vec<String>,
+}
+
+/// Both programs must be there before anything is fetched: a host without
+/// them is not a Debian-family host, and installing "apt" is not the fix.
+pub fn check_tools() -> Result<(), AptError> {
+    match ["apt-get", "dpkg-deb"]
+        .iter()
+        .find(|p| crate::prereq::find(p).is_none())
+    {
+        Some(p) => Err(AptError::NoApt {
+            program: p.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A package missing from the host's sources is expected on a host that is
+/// not Debian (Ubuntu's archive has other kernels): say that, by name, and
+/// what to do instead of "check apt-cache policy".
+pub fn explain_for_host(e: AptError, host: &OsRelease) -> AptError {
+    if host.is_debian() {
+        return e;
+    }
+    match e {
+        AptError::NotFound(package) => AptError::NotDebianHost {
+            distro: host.describe(),
+            package,
+        },
+        AptError::NoArchive { suite, .. } => AptError::NotDebianHost {
+            distro: host.describe(),
+            package: format!("linux-image-* of {suite}"),
+        },
+        e => e,
+    }
+}
+
+/// What apt's output says about a Debian archive that gave nothing usable.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    /// Its Release file is unsigned or not signed by the keyring.
+    Unsigned(String),
+    /// It could not be fetched at all (refused, unknown host, 404).
+    Unreachable(String),
+}
+
+/// The refusal in apt's output, if any: signature trouble first (apt then
+/// also says it "failed"), then fetch failures.
+fn refusal(output: &str) -> Option<Refusal> {
+    const BAD_SIGNATURE: [&str; 5] = ["BADSIG", "NO_PUBKEY", "EXPKEYSIG", "REVKEYSIG", "ERRSIG"];
+    for line in output.lines() {
+        for word in BAD_SIGNATURE {
+            if let Some(at) = line.find(word) {
+                let mut detail = line[at..].split_whitespace().take(2);
+                let detail = [detail.next(), detail.next()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return Some(Refusal::Unsigned(detail));
+            }
+        }
+    }
+    if output.lines().any(|l| l.contains("is not signed")) {
+        return Some(Refusal::Unsigned("no signature".into()));
+    }
+    for line in output.lines() {
+        let line = line.trim();
+        if let Some(rest) = line
+            .strip_prefix("W: Failed to fetch ")
+            .or_else(|| line.strip_prefix("E: Failed to fetch "))
+        {
+            return Some(Refusal::Unreachable(match rest.split_once("  ") {
+                Some((url, reason)) => format!("{} (fetching {url})", reason.trim()),
+                None => rest.to_string(),
+            }));
+        }
+        if line.contains("does not have a Release file") {
+            let reason = line.trim_start_matches("E: ").trim_end_matches('.');
+            return Some(Refusal::Unreachable(format!(
+                "{reason} (no archive there for this suite)"
+            )));
+        }
+    }
+    None
 }
 
 impl Apt {
@@ -68,7 +188,43 @@ impl Apt {
         Apt {
             root: root.to_path_buf(),
             suite: None,
+            sources: None,
+            mirror: None,
+            suites: Vec::new(),
         }
+    }
+
+    /// apt that reads only `mirror`'s `suites` (the first is the base
+    /// suite; a second one is preferred, as with [`Apt::with_suite`]), with
+    /// state under `root`. The keyring must exist: apt would take a missing
+    /// `signed-by` file for an unsigned archive.
+    pub fn mirror(root: &Path, mirror: &Mirror, suites: &[String]) -> Result<Apt, AptError> {
+        if !mirror.keyring.is_file() {
+            return Err(AptError::NoKeyring {
+                path: mirror.keyring.clone(),
+            });
+        }
+        let apt = Apt {
+            root: root.to_path_buf(),
+            suite: suites.get(1).cloned(),
+            sources: Some(root.join("sources.list")),
+            mirror: Some(mirror.clone()),
+            suites: suites.to_vec(),
+        };
+        let write = |path: &Path, text: &str| {
+            std::fs::write(path, text).map_err(|source| AptError::Spawn {
+                program: format!("write {}", path.display()),
+                source,
+            })
+        };
+        let parts = root.join("sources.list.d");
+        std::fs::create_dir_all(&parts).map_err(|source| AptError::Spawn {
+            program: format!("mkdir {}", parts.display()),
+            source,
+        })?;
+        write(&root.join("sources.list"), &mirror.sources_list(suites))?;
+        write(&root.join("status"), "")?;
+        Ok(apt)
     }
 
     /// apt that also sees `suite` (e.g. `bookworm-backports`) of the archive
@@ -81,6 +237,9 @@ impl Apt {
         let apt = Apt {
             root: root.to_path_buf(),
             suite: Some(suite.to_string()),
+            sources: Some(root.join("sources.list")),
+            mirror: None,
+            suites: Vec::new(),
         };
         let base = suite.split('-').next().unwrap_or(suite);
         let mut c = Command::new("apt-get");
@@ -135,14 +294,26 @@ impl Apt {
             .arg("-o")
             .arg("Acquire::Languages=none")
             .env("LC_ALL", "C");
-        if let Some(suite) = &self.suite {
+        if let Some(sources) = &self.sources {
+            c.arg("-o")
+                .arg(format!("Dir::Etc::SourceList={}", sources.display()));
+        }
+        if self.mirror.is_some() {
+            // Not even the host's sources.list.d (an Ubuntu host's
+            // ubuntu.sources), nor its installed packages.
             c.arg("-o")
                 .arg(format!(
-                    "Dir::Etc::SourceList={}",
-                    self.sources_file().display()
+                    "Dir::Etc::SourceParts={}",
+                    self.root.join("sources.list.d").display()
                 ))
                 .arg("-o")
-                .arg(format!("APT::Default-Release={suite}"));
+                .arg(format!(
+                    "Dir::State::status={}",
+                    self.root.join("status").display()
+                ));
+        }
+        if let Some(suite) = &self.suite {
+            c.arg("-o").arg(format!("APT::Default-Release={suite}"));
         }
         // As root, apt hands downloads to the `_apt` user, which cannot write
         // into a private cache; keep the download in our own hands.
@@ -153,7 +324,12 @@ impl Apt {
         c
     }
 
-    fn run(&self, mut c: Command, cwd: Option<&Path>) -> Result<String, AptError> {
+    fn run(&self, c: Command, cwd: Option<&Path>) -> Result<String, AptError> {
+        self.run_both(c, cwd).map(|(stdout, _)| stdout)
+    }
+
+    /// stdout and stderr (where apt's warnings go) of a successful run.
+    fn run_both(&self, mut c: Command, cwd: Option<&Path>) -> Result<(String, String), AptError> {
         if let Some(d) = cwd {
             c.current_dir(d);
         }
@@ -163,13 +339,35 @@ impl Apt {
             source,
         })?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let errors = String::from_utf8_lossy(&out.stderr).into_owned();
         if !out.status.success() {
+            let output = format!("{text}{errors}");
+            if let Some(e) = self.refused(&output) {
+                return Err(e);
+            }
             return Err(AptError::Failed {
                 command: shown,
-                output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+                output,
             });
         }
-        Ok(text)
+        Ok((text, errors))
+    }
+
+    /// A user-named archive's refusal as its own error (one line, naming
+    /// the archive), instead of apt's pages of output.
+    fn refused(&self, output: &str) -> Option<AptError> {
+        let mirror = self.mirror.as_ref()?;
+        Some(match refusal(output)? {
+            Refusal::Unsigned(detail) => AptError::Unsigned {
+                url: mirror.url.clone(),
+                keyring: mirror.keyring.clone(),
+                detail,
+            },
+            Refusal::Unreachable(reason) => AptError::Unreachable {
+                url: mirror.url.clone(),
+                reason,
+            },
+        })
     }
 
     /// Refreshes the private package lists from the host's sources.
@@ -203,7 +401,13 @@ impl Apt {
         }
         let mut c = self.command("apt-get");
         c.arg("-q").arg("update");
-        self.run(c, None).map(|_| ())
+        let (_, warnings) = self.run_both(c, None)?;
+        // apt-get update succeeds when an index could not be fetched (it
+        // keeps the old one); for a named archive that is the answer.
+        match self.refused(&warnings) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Whether apt's complaint is about our own files rather than the
@@ -246,14 +450,22 @@ impl Apt {
     pub fn show(&self, package: &str) -> Result<PackageInfo, AptError> {
         let mut c = self.command("apt-cache");
         c.arg("show").arg("--no-all-versions").arg(package);
+        let missing = || match &self.mirror {
+            Some(m) => AptError::NotInMirror {
+                package: package.to_string(),
+                url: m.url.clone(),
+                suites: self.suites.join(", "),
+            },
+            None => AptError::NotFound(package.to_string()),
+        };
         match self.run(c, None) {
-            Ok(text) => parse_show(&text).ok_or_else(|| AptError::NotFound(package.to_string())),
+            Ok(text) => parse_show(&text).ok_or_else(missing),
             Err(AptError::Failed { output, .. })
                 if output.contains("No packages found")
                     || output.contains("Unable to locate")
                     || output.contains("No package") =>
             {
-                Err(AptError::NotFound(package.to_string()))
+                Err(missing())
             }
             Err(e) => Err(e),
         }
@@ -411,6 +623,138 @@ mod tests {
         assert!(!d.path().join("lists/x_Packages.lz4").exists());
         assert!(!d.path().join("lists/partial/y").exists());
         assert!(!d.path().join("cache/pkgcache.bin").exists());
+    }
+
+    #[test]
+    fn signature_refusals_are_told_from_fetch_failures() {
+        let badsig = "Get:1 http://127.0.0.1:8/debian bookworm InRelease [151 kB]\nErr:1 http://127.0.0.1:8/debian bookworm InRelease\n  The following signatures were invalid: BADSIG 6ED0E7B82643E131 Debian Archive Automatic Signing Key (12/bookworm) <x@y>\nW: GPG error: http://127.0.0.1:8/debian bookworm InRelease: The following signatures were invalid: BADSIG 6ED0E7B82643E131 Debian Archive Automatic Signing Key (12/bookworm) <x@y>\nE: The repository 'http://127.0.0.1:8/debian bookworm InRelease' is not signed.\n";
+        assert_eq!(
+            refusal(badsig),
+            Some(Refusal::Unsigned("BADSIG 6ED0E7B82643E131".into()))
+        );
+        let nokey = "W: GPG error: http://m/debian bookworm InRelease: The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 6ED0E7B82643E131 NO_PUBKEY 78DBA3BC47EF2265\nE: The repository 'http://m/debian bookworm InRelease' is not signed.\n";
+        assert_eq!(
+            refusal(nokey),
+            Some(Refusal::Unsigned("NO_PUBKEY 6ED0E7B82643E131".into()))
+        );
+        let unsigned = "E: The repository 'http://m/debian bookworm Release' is not signed.\n";
+        assert_eq!(
+            refusal(unsigned),
+            Some(Refusal::Unsigned("no signature".into()))
+        );
+        let refused = "W: Failed to fetch http://127.0.0.1:9/debian/dists/bookworm/InRelease  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)\nW: Some index files failed to download. They have been ignored, or old ones used instead.\n";
+        assert_eq!(
+            refusal(refused),
+            Some(Refusal::Unreachable(
+                "Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused) (fetching http://127.0.0.1:9/debian/dists/bookworm/InRelease)"
+                    .into()
+            ))
+        );
+        let no_release =
+            "E: The repository 'file:/srv/x bookworm Release' does not have a Release file.\n";
+        assert!(
+            matches!(refusal(no_release), Some(Refusal::Unreachable(r)) if r.contains("no archive there"))
+        );
+        assert_eq!(
+            refusal("Hit:1 http://m/debian bookworm InRelease\nReading package lists...\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_mirror_refusal_is_one_line_naming_the_archive() {
+        let d = tempfile::tempdir().unwrap();
+        let keyring = d.path().join("k.gpg");
+        std::fs::write(&keyring, "k").unwrap();
+        let m = Mirror {
+            url: "http://127.0.0.1:9/debian".into(),
+            keyring: keyring.clone(),
+            suite: None,
+        };
+        let apt = Apt::mirror(&d.path().join("state"), &m, &["bookworm".into()]).unwrap();
+        let e = apt
+            .refused("W: GPG error: x: BADSIG 1234 Key\nE: The repository 'x' is not signed.\n")
+            .unwrap();
+        let text = e.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.starts_with("the archive at http://127.0.0.1:9/debian is not signed by the Debian archive keyring")
+                && text.contains("BADSIG 1234"),
+            "{text}"
+        );
+        assert!(
+            Apt::new(d.path()).refused("BADSIG 1234").is_none(),
+            "host sources keep apt's own errors"
+        );
+        let sources = std::fs::read_to_string(d.path().join("state/sources.list")).unwrap();
+        assert!(
+            sources.contains("http://127.0.0.1:9/debian bookworm main"),
+            "{sources}"
+        );
+        assert!(d.path().join("state/sources.list.d").is_dir());
+    }
+
+    #[test]
+    fn a_missing_keyring_is_named_before_apt_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let m = Mirror {
+            url: "http://127.0.0.1:9/debian".into(),
+            keyring: d.path().join("none.gpg"),
+            suite: None,
+        };
+        let e = Apt::mirror(&d.path().join("state"), &m, &["bookworm".into()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("none.gpg") && e.contains("debian-archive-keyring"),
+            "{e}"
+        );
+        assert!(!d.path().join("state").exists(), "nothing written");
+    }
+
+    #[test]
+    fn a_package_missing_on_a_foreign_host_says_which_distribution_and_what_to_do() {
+        let ubuntu =
+            OsRelease::parse("PRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\nID=ubuntu\nID_LIKE=debian\n");
+        let e = explain_for_host(
+            AptError::NotFound("linux-image-cloud-amd64".into()),
+            &ubuntu,
+        );
+        assert_eq!(
+            e.to_string(),
+            "the host's apt sources are Ubuntu 24.04.1 LTS's and have no Debian kernel packages (no `linux-image-cloud-amd64`); pass `--debian-mirror URL` (a Debian archive) or use `--kernel host`"
+        );
+        let e = explain_for_host(
+            AptError::NoArchive {
+                suite: "bookworm-backports".into(),
+                base: "bookworm".into(),
+            },
+            &ubuntu,
+        );
+        assert!(matches!(e, AptError::NotDebianHost { .. }), "{e}");
+        // On Debian the original error stands (a recipe naming an old version).
+        let debian = OsRelease::parse("ID=debian\nVERSION_CODENAME=bookworm\n");
+        let e = explain_for_host(AptError::NotFound("p".into()), &debian);
+        assert!(matches!(e, AptError::NotFound(_)));
+        // Other failures are not a foreign host's.
+        let e = explain_for_host(
+            AptError::Failed {
+                command: "c".into(),
+                output: "o".into(),
+            },
+            &ubuntu,
+        );
+        assert!(matches!(e, AptError::Failed { .. }));
+    }
+
+    #[test]
+    fn a_host_without_apt_is_told_the_two_ways_out() {
+        let e = AptError::NoApt {
+            program: "apt-get".into(),
+        }
+        .to_string();
+        assert_eq!(e, "this host has no apt-get; use `--kernel host` (needs the running kernel's /boot image and /lib/modules/RELEASE/build headers) or run modvm in a Debian container");
     }
 
     #[test]

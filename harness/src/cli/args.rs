@@ -2,6 +2,7 @@
 //! that bound every number where it enters.
 
 use crate::accel::AccelMode;
+use crate::apt::mirror::{self, Mirror, Sources};
 use crate::spec;
 use clap::Args;
 use std::path::PathBuf;
@@ -60,6 +61,41 @@ pub struct GuestArgs {
     /// `ccflags-y=-DDEBUG` (repeatable); changing them rebuilds.
     #[arg(long, value_name = "NAME=VALUE", value_parser = kbuild_arg)]
     pub kbuild_arg: Vec<String>,
+}
+
+/// Where Debian kernels and busybox come from: every command that may
+/// fetch a kit takes these (and the environment variables, for CI).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ArchiveArgs {
+    /// A Debian archive to fetch the Debian kernels and busybox from,
+    /// instead of the host's apt sources (e.g. http://HOST/debian; needed
+    /// on hosts whose apt sources are not Debian's, such as Ubuntu).
+    #[arg(long, env = "MODVM_DEBIAN_MIRROR", value_name = "URL", value_parser = mirror::parse_url, global = true)]
+    pub debian_mirror: Option<String>,
+    /// The keyring the archive's Release file must be signed with
+    /// (with --debian-mirror) [default: /usr/share/keyrings/debian-archive-keyring.gpg]
+    #[arg(long, env = "MODVM_DEBIAN_KEYRING", value_name = "FILE", value_parser = mirror::parse_keyring, global = true)]
+    pub debian_keyring: Option<PathBuf>,
+    /// The archive's suite for profiles that name none (with
+    /// --debian-mirror) [default: the host's Debian release, else bookworm]
+    #[arg(long, env = "MODVM_DEBIAN_SUITE", value_name = "SUITE", value_parser = mirror::parse_suite, global = true)]
+    pub debian_suite: Option<String>,
+}
+
+impl ArchiveArgs {
+    pub fn sources(&self) -> Sources {
+        match &self.debian_mirror {
+            None => Sources::Host,
+            Some(url) => Sources::Mirror(Mirror {
+                url: url.clone(),
+                keyring: self
+                    .debian_keyring
+                    .clone()
+                    .unwrap_or_else(|| mirror::DEFAULT_KEYRING.into()),
+                suite: self.debian_suite.clone(),
+            }),
+        }
+    }
 }
 
 fn kbuild_arg(text: &str) -> Result<String, String> {
@@ -142,4 +178,94 @@ pub(super) fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_JOBS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cli, Command};
+    use super::*;
+    use clap::Parser;
+
+    fn fetch(args: &[&str]) -> Result<ArchiveArgs, clap::Error> {
+        let mut all = vec!["modvm", "fetch"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Fetch(a) => Ok(a.archive),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_a_mirror_the_host_sources_are_used() {
+        // The variables may be set where the tests run; flags are what is tested here.
+        if std::env::var_os("MODVM_DEBIAN_MIRROR").is_none() {
+            assert_eq!(fetch(&[]).unwrap().sources(), Sources::Host);
+        }
+    }
+
+    #[test]
+    fn a_mirror_gets_the_default_keyring_unless_one_is_named() {
+        let a = fetch(&["--debian-mirror", "http://127.0.0.1:8/debian/"]).unwrap();
+        let Sources::Mirror(m) = a.sources() else {
+            panic!("{a:?}")
+        };
+        assert_eq!(m.url, "http://127.0.0.1:8/debian");
+        if std::env::var_os("MODVM_DEBIAN_KEYRING").is_none() {
+            assert_eq!(m.keyring, PathBuf::from(mirror::DEFAULT_KEYRING));
+        }
+        let a = fetch(&[
+            "--debian-mirror=file:///srv/debian",
+            "--debian-keyring=/k/x.gpg",
+            "--debian-suite=trixie",
+        ])
+        .unwrap();
+        let Sources::Mirror(m) = a.sources() else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (m.keyring, m.suite.as_deref()),
+            (PathBuf::from("/k/x.gpg"), Some("trixie"))
+        );
+    }
+
+    #[test]
+    fn a_bad_mirror_url_is_a_usage_error_naming_the_fix() {
+        for bad in ["ftp://m/debian", "http://m/deb ian", "debian"] {
+            let e = fetch(&["--debian-mirror", bad]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            let text = e.to_string();
+            assert!(
+                text.contains("--debian-mirror") && text.contains("http://HOST/debian"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_that_fetches_takes_the_mirror() {
+        for cmd in [
+            &["test", "--debian-mirror", "http://h/debian"][..],
+            &["run", "--debian-mirror", "http://h/debian", "--", "true"],
+            &["shell", "--debian-mirror", "http://h/debian"],
+            &["doctor", "--debian-mirror", "http://h/debian"],
+            &[
+                "kernels",
+                "--debian-mirror",
+                "http://h/debian",
+                "fetch",
+                "debug",
+            ],
+            &[
+                "kernels",
+                "fetch",
+                "debug",
+                "--debian-mirror",
+                "http://h/debian",
+            ],
+        ] {
+            let mut all = vec!["modvm"];
+            all.extend_from_slice(cmd);
+            Cli::try_parse_from(&all).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        }
+    }
 }

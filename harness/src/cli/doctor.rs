@@ -30,6 +30,28 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
             }
         }
     }
+    let cache = paths::cache_dir(args.cache.clone());
+    // apt fetches what the cache lacks; without it, cached kits still work.
+    match crate::apt::check_tools() {
+        Ok(()) => {
+            for program in matrix::APT_TOOLS {
+                if let Some(p) = prereq::find(program) {
+                    out!("ok       {:<20} {}", program, p.display());
+                }
+            }
+        }
+        Err(e) => {
+            let needed = profiles
+                .iter()
+                .any(|p| kernel::is_cached_kind(p) && kernel::cached(&cache, p).is_none());
+            if needed {
+                ok = false;
+                out!("MISSING  {:<20} {e}", "apt-get");
+            } else {
+                out!("note     {:<20} {e}", "apt-get");
+            }
+        }
+    }
     // Only specs with C `helpers` need it: a note, not a failure.
     if crate::helpers::has_static_libc() {
         out!(
@@ -42,7 +64,6 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
             "libc.a"
         );
     }
-    let cache = paths::cache_dir(args.cache.clone());
     let mut releases = Vec::new();
     let mut kit_damaged = false;
     for profile in &profiles {

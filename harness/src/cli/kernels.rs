@@ -2,7 +2,7 @@
 //! freeing the cache.
 
 use super::prepare::fetch_kit;
-use super::{matrix, print_line, say, KitArgs};
+use super::{matrix, print_line, say, ArchiveArgs, KitArgs};
 use crate::kernel::profile;
 use crate::kernel::record;
 use crate::kernel::{self, CacheState};
@@ -18,6 +18,8 @@ pub struct KernelsArgs {
     /// Cache directory [default: $MODVM_CACHE, else $XDG_CACHE_HOME/modvm, else ~/.cache/modvm]
     #[arg(long, global = true)]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -54,6 +56,7 @@ pub fn run(args: &KernelsArgs) -> Result<bool> {
                 kernel: names.join(","),
                 cache: args.cache.clone(),
                 refresh: false,
+                archive: args.archive.clone(),
             };
             for p in matrix::profiles(&kit_args.kernel, &mut say)? {
                 let kit = fetch_kit(&kit_args, &p)?;

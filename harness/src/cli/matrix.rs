@@ -52,18 +52,23 @@ pub fn profiles(arg: &str, say: &mut dyn FnMut(&str)) -> Result<Vec<KernelProfil
     Ok(out)
 }
 
-/// The host tools the profiles need, each once.
+/// The host tools the profiles need, each once. apt's are left to the
+/// fetch, which needs them only when something is not cached yet and says
+/// what to do on a host that has none (installing "apt" is not it).
 pub fn tools(profiles: &[KernelProfile]) -> Vec<prereq::Tool> {
     let mut tools = Vec::new();
     for p in profiles {
         for t in prereq::required(&p.compiler) {
-            if !tools.contains(&t) {
+            if !APT_TOOLS.contains(&t.program.as_str()) && !tools.contains(&t) {
                 tools.push(t);
             }
         }
     }
     tools
 }
+
+/// The tools only fetching uses.
+pub const APT_TOOLS: [&str; 2] = ["apt-get", "dpkg-deb"];
 
 /// A spec's `kernels` may name built-in profiles and those of this run; any
 /// other name is a typo that would silently skip the test.

@@ -4,7 +4,7 @@
 //! dispatch, and turns every command's result into an [`Outcome`].
 
 use crate::kernel::profile;
-use crate::{children, plan, prereq, spec};
+use crate::{children, plan, spec};
 
 mod args;
 mod doctor;
@@ -16,8 +16,8 @@ mod shell;
 mod summary;
 mod test;
 use anyhow::{Context, Result};
-pub use args::GuestArgs;
 use args::{jobs, step_timeout_s};
+pub use args::{ArchiveArgs, GuestArgs};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -66,6 +66,8 @@ pub struct KitArgs {
     /// Fetch again even if the kit is cached (picks up a newer kernel).
     #[arg(long)]
     pub refresh: bool,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -188,12 +190,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::Fetch(args) => {
             for profile in matrix::profiles(&args.kernel, &mut say)? {
-                // Fetching needs only apt's tools, not the compiler or QEMU.
-                let tools: Vec<_> = prereq::required(&profile.compiler)
-                    .into_iter()
-                    .filter(|t| ["apt-get", "dpkg-deb"].contains(&t.program.as_str()))
-                    .collect();
-                prereq::ensure(&tools, &mut say)?;
+                // Fetching needs only apt's tools, not the compiler or QEMU;
+                // the fetch says what to do on a host without them.
                 let kit = prepare::fetch_kit(&args, &profile)?;
                 print_line(&format!(
                     "{}: {} ({}) ready in {}",

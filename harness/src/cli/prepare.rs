@@ -21,7 +21,8 @@ use std::time::Duration;
 pub fn fetch_kit(args: &KitArgs, profile: &KernelProfile) -> Result<Kit> {
     let cache = paths::cache_dir(args.cache.clone());
     let mut progress = KitProgress { spinner: None };
-    let kit = kernel::ensure(&cache, profile, args.refresh, &mut progress);
+    let sources = args.archive.sources();
+    let kit = kernel::ensure(&cache, profile, args.refresh, &sources, &mut progress);
     if let Some(sp) = progress.spinner {
         sp.finish_and_clear();
     }

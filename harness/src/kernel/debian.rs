@@ -4,7 +4,7 @@
 
 use super::record::{self, Record};
 use super::{io_err, KernelProfile, Kit, KitError, Progress};
-use crate::apt::{self, Apt, PackageInfo};
+use crate::apt::{self, Apt, PackageInfo, Sources};
 use std::fs;
 use std::path::Path;
 
@@ -14,6 +14,7 @@ pub(super) fn fetch(
     cache: &Path,
     profile: &KernelProfile,
     replaces_damaged: bool,
+    sources: &Sources,
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
     let super::profile::Source::Debian {
@@ -24,15 +25,7 @@ pub(super) fn fetch(
     else {
         unreachable!("debian::fetch is only called for Debian profiles");
     };
-    let apt = match suite {
-        None => Apt::new(&cache.join("apt")),
-        Some(suite) => Apt::with_suite(&cache.join(format!("apt-{suite}")), suite)?,
-    };
-    progress.step(&match suite {
-        None => "updating private package lists from the host's apt sources".to_string(),
-        Some(s) => format!("updating private package lists (the host's apt sources and {s})"),
-    });
-    apt.update(&mut |m: &str| progress.notice(m))?;
+    let apt = super::archive::updated_apt(cache, sources, suite.as_deref(), progress)?;
     let image = follow_meta(&apt, image, "linux-image-")?;
     let headers = follow_meta(&apt, headers, "linux-headers-")?;
     let mut packages = vec![image.clone(), headers.clone()];

@@ -3,14 +3,20 @@
 //! `/lib/modules/$(uname -r)/build` (the distribution's headers package).
 
 use super::{busybox, KitError, Progress};
+use crate::apt::Sources;
 use crate::kernel::record::Kit;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The host kernel's kit; `Err` names the release and the missing path.
-pub fn kit(profile: &str, cache: &Path, progress: &mut dyn Progress) -> Result<Kit, KitError> {
+pub fn kit(
+    profile: &str,
+    cache: &Path,
+    sources: &Sources,
+    progress: &mut dyn Progress,
+) -> Result<Kit, KitError> {
     let (release, image, build) = located()?;
-    let busybox = busybox::ensure(cache, None, progress)?;
+    let busybox = busybox::ensure(cache, None, sources, progress)?;
     let map = PathBuf::from(format!("/boot/System.map-{release}"));
     Ok(Kit {
         profile: profile.to_string(),

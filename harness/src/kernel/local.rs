@@ -4,6 +4,7 @@
 use super::profile::KernelProfile;
 use super::record::{whole_bzimage, Kit};
 use super::{busybox, KitError, Progress};
+use crate::apt::Sources;
 use std::path::{Path, PathBuf};
 
 /// The kit of a local profile; `Err` when a part is missing or when the
@@ -15,6 +16,7 @@ pub fn kit(
     image: &Path,
     build: &Path,
     cache: &Path,
+    sources: &Sources,
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
     let image = resolve(&profile.base, image);
@@ -47,7 +49,7 @@ pub fn kit(
             build.display()
         )));
     }
-    let busybox = busybox::ensure(cache, None, progress)?;
+    let busybox = busybox::ensure(cache, None, sources, progress)?;
     Ok(Kit {
         profile: profile.name.clone(),
         release: release.clone(),

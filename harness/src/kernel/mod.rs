@@ -8,7 +8,8 @@
 //! kernels/<profile>/<kit>/        one extracted kit, renamed into place whole:
 //!     kit.json, manifest.json     its record and shape (see record.rs, manifest.rs)
 //!     root/                       the packages' files
-//! apt/                            private apt lists
+//! apt/, apt-<suite>/               private apt state for the host's sources
+//! apt-mirror-<key>/               private apt state for a named Debian archive
 //! ```
 //! A kit directory appears only by `rename(2)` of a fully extracted staging
 //! directory, and `current.json` only by rename after that, so an interrupted
@@ -18,6 +19,7 @@
 //! Every use checks the kit against its manifest; a damaged kit is named in
 //! one line and fetched again.
 
+mod archive;
 pub mod busybox;
 pub mod debian;
 pub mod host;
@@ -27,7 +29,7 @@ pub mod profile;
 pub mod record;
 pub mod source;
 
-use crate::apt::AptError;
+use crate::apt::{AptError, Sources};
 use crate::lock::Lock;
 pub use profile::{KernelProfile, Source};
 pub use record::{CacheState, Kit};
@@ -106,19 +108,23 @@ pub fn cached(cache: &Path, profile: &KernelProfile) -> Option<Kit> {
 }
 
 /// The kit of `profile`, ready to use: from the cache (fetched first when
-/// missing, damaged or when `refresh`) or from where the source names.
+/// missing, damaged or when `refresh`, from `sources`) or from where the
+/// source names.
 pub fn ensure(
     cache: &Path,
     profile: &KernelProfile,
     refresh: bool,
+    sources: &Sources,
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
     match &profile.source {
         Source::Debian { .. } | Source::Source { .. } => {
-            ensure_cached(cache, profile, refresh, progress)
+            ensure_cached(cache, profile, refresh, sources, progress)
         }
-        Source::Local { image, build } => local::kit(profile, image, build, cache, progress),
-        Source::Host => host::kit(&profile.name, cache, progress),
+        Source::Local { image, build } => {
+            local::kit(profile, image, build, cache, sources, progress)
+        }
+        Source::Host => host::kit(&profile.name, cache, sources, progress),
     }
 }
 
@@ -134,6 +140,7 @@ fn ensure_cached(
     cache: &Path,
     profile: &KernelProfile,
     refresh: bool,
+    sources: &Sources,
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
     if !refresh {
@@ -173,10 +180,10 @@ fn ensure_cached(
         ));
     }
     let made = match profile.source {
-        Source::Source { .. } => source::build(cache, profile, progress),
-        _ => debian::fetch(cache, profile, damage.is_some(), progress),
+        Source::Source { .. } => source::build(cache, profile, sources, progress),
+        _ => debian::fetch(cache, profile, damage.is_some(), sources, progress),
     };
-    let kit = made.map_err(|e| match (e, damage) {
+    let kit = made.map_err(|e| match (archive::explain(e, sources), damage) {
         (KitError::Apt(a), Some(damage)) => KitError::Damaged {
             profile: profile.name.clone(),
             damage,

@@ -12,7 +12,7 @@ use super::manifest::hash_file;
 use super::profile::{KernelProfile, Source};
 use super::record::{self, Files, Record};
 use super::{io_err, Kit, KitError, Progress};
-use crate::apt::{self, Apt};
+use crate::apt::{self, Sources};
 use crate::children;
 use std::fs;
 use std::io::Write;
@@ -71,6 +71,7 @@ pub fn missing_tools() -> Vec<&'static str> {
 pub(super) fn build(
     cache: &Path,
     profile: &KernelProfile,
+    sources: &Sources,
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
     let Source::Source {
@@ -95,10 +96,8 @@ pub(super) fn build(
         )));
     }
     let fragment_text = fragment_text(profile, fragment)?;
-    let apt = Apt::new(&cache.join("apt"));
-    progress.step("updating private package lists from the host's apt sources");
-    apt.update(&mut |m: &str| progress.notice(m))?;
-    let busybox = busybox::ensure(cache, Some(&apt), progress)?;
+    let apt = super::archive::updated_apt(cache, sources, None, progress)?;
+    let busybox = busybox::ensure(cache, Some(&apt), sources, progress)?;
     let info = apt.show(package)?;
 
     let (dir, staging) = super::begin_kit(cache, &profile.name)?;

@@ -1,0 +1,447 @@
+//! `--debian-mirror`: the Debian profiles fetched from a Debian archive the
+//! user names, served here on loopback by a small HTTP server from real,
+//! signed archive files (a copy of the bookworm index and the packages it
+//! names, kept in the cache by `scripts/setup-host.sh`). Nothing here goes
+//! beyond 127.0.0.1.
+
+mod common;
+
+use common::{assert_no_qemu_left_by_us, modvm, out_dir};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The archive's files, made once by `scripts/setup-host.sh`; a test that
+/// cannot find them fails and says so (it never passes without them).
+fn archive_dir() -> PathBuf {
+    let dir = modvm::paths::cache_dir(None).join("test-archive");
+    let pool_has_debs = walk(&dir.join("pool"))
+        .iter()
+        .any(|p| p.extension().is_some_and(|x| x == "deb"));
+    assert!(
+        dir.join("dists/bookworm/InRelease").is_file()
+            && dir.join("dists/bookworm/main/binary-amd64/Packages").is_file()
+            && pool_has_debs,
+        "no test archive in {}: run `bash scripts/setup-host.sh` once (it downloads the default profile's packages for this test)",
+        dir.display()
+    );
+    dir
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A GET-only HTTP/1.1 server for an archive directory, at
+/// `http://127.0.0.1:PORT/debian/`. `by-hash` paths are answered by
+/// looking the SHA-256 up in the InRelease it serves (apt checks the
+/// content against it); everything else it does not have is a 404, so
+/// apt must fall back from the compressed indexes it asks for first.
+struct Server {
+    port: u16,
+    /// Every request as "STATUS PATH", in order.
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Server {
+    /// Stops accepting (a connection of our own wakes the accept loop).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+impl Server {
+    /// Serves `root`; `inrelease` replaces its InRelease when given.
+    fn start(root: &Path, inrelease: Option<Vec<u8>>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let inrelease = match inrelease {
+            Some(b) => b,
+            None => std::fs::read(root.join("dists/bookworm/InRelease")).unwrap(),
+        };
+        let by_hash = by_hash_names(&String::from_utf8_lossy(&inrelease));
+        let shared = Arc::new((root.to_path_buf(), inrelease, by_hash));
+        let server_log = log.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { return };
+                let (shared, log) = (shared.clone(), server_log.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &shared.0, &shared.1, &shared.2, &log);
+                });
+            }
+        });
+        Server { port, log, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/debian", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// SHA-256 → path under `dists/bookworm/`, from the Release text.
+fn by_hash_names(release: &str) -> HashMap<String, String> {
+    release
+        .lines()
+        .skip_while(|l| !l.starts_with("SHA256:"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3).then(|| (f[0].to_string(), f[2].to_string()))
+        })
+        .collect()
+}
+
+/// Answers the requests of one connection in order (apt pipelines them).
+fn serve(
+    conn: TcpStream,
+    root: &Path,
+    inrelease: &[u8],
+    by_hash: &HashMap<String, String>,
+    log: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    loop {
+        let mut request = String::new();
+        if reader.read_line(&mut request)? == 0 {
+            return Ok(());
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+                break;
+            }
+        }
+        let mut words = request.split_whitespace();
+        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let path = &percent_decoded(path);
+        let body: Option<Vec<u8>> = match path.strip_prefix("/debian/") {
+            _ if method != "GET" => None,
+            Some("dists/bookworm/InRelease") => Some(inrelease.to_vec()),
+            Some(rel) if rel.contains("..") => None,
+            Some(rel) => {
+                let rel = match rel.split_once("/by-hash/SHA256/") {
+                    Some((_, hash)) => by_hash.get(hash).map(|n| format!("dists/bookworm/{n}")),
+                    None => Some(rel.to_string()),
+                };
+                rel.and_then(|r| std::fs::read(root.join(r)).ok())
+            }
+            None => None,
+        };
+        let status = if body.is_some() {
+            "200 OK"
+        } else {
+            "404 Not Found"
+        };
+        log.lock().unwrap().push(format!("{} {path}", &status[..3]));
+        let body = body.unwrap_or_default();
+        write!(
+            out,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+            body.len()
+        )?;
+        out.write_all(&body)?;
+        out.flush()?;
+    }
+}
+
+/// `%2b` and the like, as apt writes `+` in pool paths.
+fn percent_decoded(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The one error line modvm printed (the command failed with exit 2).
+fn error_line(out: &common::Output) -> String {
+    assert_eq!(out.code, 2, "{}", out.all());
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("modvm: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.all());
+    assert!(
+        out.stderr.trim_end().ends_with(errors[0]),
+        "the error is the last line: {}",
+        out.all()
+    );
+    errors[0].to_string()
+}
+
+fn cache_arg(dir: &tempfile::TempDir) -> String {
+    dir.path().to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_default_profile_comes_from_the_named_archive_and_runs_a_test() {
+    let root = archive_dir();
+    let server = Server::start(&root, None);
+    // An empty cache of its own: nothing is taken from the shared one.
+    let cache = out_dir();
+    let url = server.url();
+    let out = modvm(
+        &[
+            "fetch",
+            "--cache",
+            &cache_arg(&cache),
+            "--debian-mirror",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let image = walk(&root.join("pool"))
+        .into_iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .find(|n| n.starts_with("linux-image-"))
+        .unwrap();
+    let release = image
+        .trim_start_matches("linux-image-")
+        .split('_')
+        .next()
+        .unwrap();
+    assert!(
+        out.stdout
+            .contains(&format!("debian-6.1-cloud: {release} (")),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("from the Debian archive at {url} (bookworm)")),
+        "{}",
+        out.all()
+    );
+
+    let requests = server.requests();
+    let pos = |want: &str| requests.iter().position(|r| r == want);
+    assert!(
+        pos("200 /debian/dists/bookworm/InRelease").is_some(),
+        "{requests:#?}"
+    );
+    // apt asks for compressed indexes (by hash) first; it has to fall back.
+    let refused = requests
+        .iter()
+        .position(|r| r.starts_with("404 /debian/dists/bookworm/main/binary-amd64/by-hash/"))
+        .unwrap_or_else(|| panic!("no by-hash request was refused: {requests:#?}"));
+    let index = requests
+        .iter()
+        .position(|r| r.starts_with("200 /debian/dists/bookworm/main/binary-amd64/"))
+        .unwrap_or_else(|| panic!("the Packages index was never served: {requests:#?}"));
+    assert!(refused < index, "{requests:#?}");
+    let debs = requests
+        .iter()
+        .filter(|r| r.starts_with("200 /debian/pool/") && r.ends_with(".deb"))
+        .count();
+    assert_eq!(
+        debs, 5,
+        "image, headers, -common, kbuild, busybox: {requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.contains("Translation") && !r.contains("dep11")),
+        "only the Packages index is fetched: {requests:#?}"
+    );
+    let state: Vec<PathBuf> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("apt"))
+        .collect();
+    assert_eq!(state.len(), 1, "{state:?}");
+    let sources = std::fs::read_to_string(state[0].join("sources.list")).unwrap();
+    assert_eq!(
+        sources,
+        format!("deb [arch=amd64 target=Packages signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {url} bookworm main\n")
+    );
+
+    // The kit is cached: the test runs offline, on the archive's kernel.
+    drop(server);
+    let out = modvm(
+        &[
+            "test",
+            "--cache",
+            &cache_arg(&cache),
+            "--accel",
+            "tcg",
+            "module",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("PASS    hello/load-unload"),
+        "{}",
+        out.all()
+    );
+    assert!(out.stdout.contains(release), "{}", out.all());
+    assert_no_qemu_left_by_us();
+}
+
+#[test]
+fn a_tampered_release_file_is_refused_as_not_signed_by_the_keyring() {
+    let root = archive_dir();
+    let mut inrelease = std::fs::read(root.join("dists/bookworm/InRelease")).unwrap();
+    let at = inrelease
+        .windows(12)
+        .position(|w| w == b"Description:")
+        .expect("a Description field");
+    // One byte of the signed text: "Debian" becomes "Eebian".
+    inrelease[at + 13] ^= 0x01;
+    let server = Server::start(&root, Some(inrelease));
+    let cache = out_dir();
+    let out = modvm(
+        &[
+            "fetch",
+            "--cache",
+            &cache_arg(&cache),
+            "--debian-mirror",
+            &server.url(),
+        ],
+        &[],
+    );
+    let line = error_line(&out);
+    assert!(
+        line.contains(&format!(
+            "the archive at {} is not signed by the Debian archive keyring",
+            server.url()
+        )) && line.contains("BADSIG"),
+        "{line}"
+    );
+    assert!(
+        !server.requests().iter().any(|r| r.contains("/pool/")),
+        "nothing is downloaded from it: {:#?}",
+        server.requests()
+    );
+}
+
+#[test]
+fn a_missing_keyring_is_named_before_the_archive_is_asked() {
+    let root = archive_dir();
+    let server = Server::start(&root, None);
+    let cache = out_dir();
+    let keyring = cache.path().join("no-such-keyring.gpg");
+    let out = modvm(
+        &[
+            "fetch",
+            "--cache",
+            &cache_arg(&cache),
+            "--debian-mirror",
+            &server.url(),
+        ],
+        &[("MODVM_DEBIAN_KEYRING", keyring.to_str().unwrap())],
+    );
+    let line = error_line(&out);
+    assert!(
+        line.contains(&format!("keyring {} does not exist", keyring.display()))
+            && line.contains("debian-archive-keyring"),
+        "{line}"
+    );
+    assert!(server.requests().is_empty(), "{:#?}", server.requests());
+}
+
+#[test]
+fn an_archive_that_refuses_connections_is_one_line() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/debian");
+    let cache = out_dir();
+    // The environment variable stands for the flag.
+    let out = modvm(
+        &["fetch", "--cache", &cache_arg(&cache)],
+        &[("MODVM_DEBIAN_MIRROR", &url)],
+    );
+    let line = error_line(&out);
+    assert!(
+        line.contains(&format!("cannot reach the Debian archive at {url}"))
+            && line.contains("Connection refused"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_bad_mirror_url_is_refused_where_it_is_parsed() {
+    let cache = out_dir();
+    for (args, env) in [
+        (vec!["fetch", "--debian-mirror", "ftp://h/debian"], vec![]),
+        (vec!["test", "--debian-mirror", "http://h/deb ian"], vec![]),
+        (vec!["fetch"], vec![("MODVM_DEBIAN_MIRROR", "h/debian")]),
+    ] {
+        let mut all = args.clone();
+        let c = cache_arg(&cache);
+        all.extend(["--cache", &c]);
+        let out = modvm(&all, &env);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.all());
+        assert!(
+            out.stderr.contains("--debian-mirror") && out.stderr.contains("http://HOST/debian"),
+            "{args:?}: {}",
+            out.all()
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(cache.path()).unwrap().count(),
+        0,
+        "nothing was fetched"
+    );
+}
+
+#[test]
+fn a_host_without_apt_is_told_what_works_instead() {
+    let cache = out_dir();
+    let empty = tempfile::tempdir().unwrap();
+    let out = modvm(
+        &["fetch", "--cache", &cache_arg(&cache)],
+        &[("PATH", empty.path().to_str().unwrap())],
+    );
+    let line = error_line(&out);
+    assert!(
+        line.contains("this host has no apt-get; use `--kernel host` (needs the running kernel's /boot image and /lib/modules/RELEASE/build headers) or run modvm in a Debian container"),
+        "{line}"
+    );
+}
