@@ -197,7 +197,9 @@ impl Apt {
     /// apt that reads only `mirror`'s `suites` (the first is the base
     /// suite; a second one is preferred, as with [`Apt::with_suite`]), with
     /// state under `root`. The keyring must exist: apt would take a missing
-    /// `signed-by` file for an unsigned archive.
+    /// `signed-by` file for an unsigned archive. The preferred suite is
+    /// always set, so that a host's own `APT::Default-Release` (a release
+    /// the archive does not have) cannot make apt refuse.
     pub fn mirror(root: &Path, mirror: &Mirror, suites: &[String]) -> Result<Apt, AptError> {
         if !mirror.keyring.is_file() {
             return Err(AptError::NoKeyring {
@@ -206,7 +208,7 @@ impl Apt {
         }
         let apt = Apt {
             root: root.to_path_buf(),
-            suite: suites.get(1).cloned(),
+            suite: suites.get(1).or(suites.first()).cloned(),
             sources: Some(root.join("sources.list")),
             mirror: Some(mirror.clone()),
             suites: suites.to_vec(),
