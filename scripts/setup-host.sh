@@ -89,6 +89,21 @@ if [[ ! -d $archive ]]; then
 	trap - EXIT
 fi
 
+# The backports suite's index beside it (no packages: the tests only
+# resolve versions there, for `modvm kernels key`). Its lists exist once
+# debian-6.12-cloud has been fetched above.
+bpo="$archive/dists/bookworm-backports"
+if [[ ! -f $bpo/InRelease ]]; then
+	lists="$cache/apt-bookworm-backports/lists"
+	inrelease=$(ls "$lists"/*_dists_bookworm-backports_InRelease | head -n 1)
+	index=$(ls "${inrelease%_InRelease}"_main_binary-amd64_Packages* | head -n 1)
+	staging=$(mktemp -d "$archive/.bpo-XXXXXX")
+	mkdir -p "$staging/main/binary-amd64"
+	cp "$inrelease" "$staging/InRelease"
+	/usr/lib/apt/apt-helper cat-file "$index" >"$staging/main/binary-amd64/Packages"
+	mv "$staging" "$bpo"
+fi
+
 # Cache the kernel's KUnit parser, which the tests use to read our KTAP
 # output (tests themselves never download).
 ktap=$(mktemp)

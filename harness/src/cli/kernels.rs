@@ -37,6 +37,14 @@ pub enum KernelsAction {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Print a cache key for CI made of what these profiles' kits would
+    /// hold if fetched now (package versions; one apt update, no
+    /// download): a new kernel upload changes it.
+    Key {
+        /// Kernel profiles, comma-separated: built-in names or recipe files.
+        #[arg(long, default_value = profile::DEFAULT_PROFILE)]
+        kernel: String,
+    },
     /// Remove kits the cache no longer uses (older versions, interrupted
     /// installs) and every saved guest (each is saved again, in a few
     /// seconds, by the next run that needs it); with --all, also every kit
@@ -65,6 +73,18 @@ pub fn run(args: &KernelsArgs) -> Result<bool> {
                     p.name, kit.release, kit.version
                 ))?;
             }
+            Ok(true)
+        }
+        KernelsAction::Key { kernel } => {
+            let sources = args.archive.sources();
+            let mut lines = Vec::new();
+            for p in matrix::profiles(&kernel, &mut say)? {
+                let line = kernel::resolve::resolve(&cache, &p, &sources, &mut say)
+                    .with_context(|| format!("cannot resolve the kernel `{}`", p.name))?;
+                say(&line);
+                lines.push(line);
+            }
+            print_line(&kernel::resolve::key(&lines))?;
             Ok(true)
         }
         KernelsAction::Prune { all } => prune(&cache, all),

@@ -99,7 +99,7 @@ pub(super) fn fetch(
 /// Follows a meta-package (e.g. `linux-image-cloud-amd64`) to the versioned
 /// package of the same flavour it depends on (`linux-image-6.1.0-56-cloud-amd64`);
 /// a versioned package has no such dependency and is returned as it is.
-fn follow_meta(apt: &Apt, package: &str, prefix: &str) -> Result<PackageInfo, KitError> {
+pub(super) fn follow_meta(apt: &Apt, package: &str, prefix: &str) -> Result<PackageInfo, KitError> {
     let info = apt.show(package)?;
     match flavoured_target(&info, prefix) {
         Some(target) => Ok(apt.show(&target)?),

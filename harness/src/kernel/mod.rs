@@ -27,6 +27,7 @@ pub mod local;
 pub mod manifest;
 pub mod profile;
 pub mod record;
+pub mod resolve;
 pub mod source;
 
 use crate::apt::{AptError, Sources};

@@ -38,7 +38,7 @@ const BUILD_TOOLS: &[(&str, &str)] = &[
 ];
 
 /// The fragment's text: a file beside a user's recipe, or a built-in one.
-fn fragment_text(profile: &KernelProfile, fragment: &str) -> Result<String, KitError> {
+pub(super) fn fragment_text(profile: &KernelProfile, fragment: &str) -> Result<String, KitError> {
     if profile.base.as_os_str().is_empty() {
         if let Some((_, text)) = BUILTIN_FRAGMENTS.iter().find(|(n, _)| *n == fragment) {
             return Ok(text.to_string());
