@@ -280,7 +280,7 @@ fn project(fail: bool) -> tempfile::TempDir {
 /// cargo's per-test variables or the user's modvm settings, offline for
 /// cargo, and with a cheap release profile (the build is the template's;
 /// only its optimisation is turned down, to keep CI short).
-fn runner_env(mirror: &str) -> BTreeMap<String, String> {
+fn runner_env() -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| {
             !(k.starts_with("CARGO_PKG_")
@@ -299,14 +299,20 @@ fn runner_env(mirror: &str) -> BTreeMap<String, String> {
     );
     env.insert("CARGO_PROFILE_RELEASE_OPT_LEVEL".into(), "0".into());
     env.insert("CARGO_PROFILE_RELEASE_INCREMENTAL".into(), "true".into());
-    env.insert("MODVM_DEBIAN_MIRROR".into(), mirror.into());
     env
 }
 
-/// `modvm kernels key` as the templates run it.
-fn kernels_key(kernel: &str, env: &BTreeMap<String, String>) -> String {
+/// `modvm kernels key` as the templates run it, from the archive at `mirror`.
+fn kernels_key(kernel: &str, env: &BTreeMap<String, String>, mirror: &str) -> String {
     let out = std::process::Command::new(bin())
-        .args(["kernels", "key", "--kernel", kernel])
+        .args([
+            "kernels",
+            "key",
+            "--kernel",
+            kernel,
+            "--debian-mirror",
+            mirror,
+        ])
         .env_clear()
         .envs(env)
         .output()
@@ -374,12 +380,12 @@ fn run_github(
 #[test]
 fn github_action_runs_here() {
     let archive = mirror();
-    let env = runner_env(&archive.url());
+    let env = runner_env();
     let workflow = yaml(WORKFLOW);
     let matrix = &workflow["jobs"]["modvm"]["strategy"]["matrix"];
     let kernel = matrix["kernel"][0].as_str().unwrap().to_string();
     let store = Store::new();
-    seed_kernels(&store, &kernels_key(&kernel, &env), &kernel);
+    seed_kernels(&store, &kernels_key(&kernel, &env, &archive.url()), &kernel);
     let uses = workflow["jobs"]["modvm"]["steps"]
         .as_vec()
         .unwrap()
@@ -403,6 +409,7 @@ fn github_action_runs_here() {
                     .replace("${{ matrix.shard }}", shard.as_str().unwrap());
                 (k.as_str().unwrap().to_string(), v)
             })
+            .chain([("debian-mirror".to_string(), archive.url())])
             .collect();
         let ws = good
             .path()
@@ -446,7 +453,10 @@ fn github_action_runs_here() {
     );
 
     let bad = project(true);
-    let with = BTreeMap::from([("kernel".to_string(), kernel.clone())]);
+    let with = BTreeMap::from([
+        ("kernel".to_string(), kernel.clone()),
+        ("debian-mirror".to_string(), archive.url()),
+    ]);
     let (failed, ran, summary, uploads) = run_github(&store, &env, bad.path(), &with);
     assert!(failed, "a failing test fails the job");
     assert!(
@@ -472,7 +482,7 @@ fn github_action_runs_here() {
 #[test]
 fn gitlab_template_runs_here() {
     let archive = mirror();
-    let env = runner_env(&archive.url());
+    let env = runner_env();
     let (inputs, _, example) = gitlab_example();
     let head = std::process::Command::new("git")
         .arg("-C")
@@ -489,7 +499,7 @@ fn gitlab_template_runs_here() {
     let (_, jobs) = gitlab::interpolate(&read(TEMPLATE), &given);
 
     let store = Store::new();
-    let all_key = kernels_key(&inputs["kernel"], &env);
+    let all_key = kernels_key(&inputs["kernel"], &env, &archive.url());
     let rows = gitlab_matrix(&example);
     for row in &rows {
         let k = &row["MODVM_KERNEL"];

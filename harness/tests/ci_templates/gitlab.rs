@@ -212,7 +212,7 @@ impl Runner<'_> {
         let code = status.code().unwrap_or(128);
         if code == 0 {
             if let Some(key) = &cache_key {
-                self.store.save(key, &cache_paths);
+                self.store.save_existing(key, &cache_paths, false);
             }
         }
 

@@ -43,14 +43,24 @@ impl Store {
 
     /// Saves `paths` under `key` unless the key is taken (both platforms'
     /// caches are write-once per key); a path that does not exist is an
-    /// error in the template.
+    /// error in the template (GitHub refuses it).
     pub fn save(&self, key: &str, paths: &[PathBuf]) {
+        self.save_existing(key, paths, true)
+    }
+
+    /// As [`Store::save`]; with `strict` false, paths that do not exist
+    /// are left out, as GitLab does (with a warning).
+    pub fn save_existing(&self, key: &str, paths: &[PathBuf], strict: bool) {
         let entry = self.entry(key);
         if entry.exists() {
             return;
         }
         std::fs::create_dir_all(&entry).unwrap();
         for (i, path) in paths.iter().enumerate() {
+            if !path.exists() && !strict {
+                eprintln!("cache {key}: {} does not exist; not saved", path.display());
+                continue;
+            }
             assert!(
                 path.exists(),
                 "the template caches {}, which the job did not make",
