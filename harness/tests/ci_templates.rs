@@ -496,6 +496,7 @@ fn gitlab_template_runs_here() {
         "modvm-ref".into(),
         String::from_utf8(head.stdout).unwrap().trim().to_string(),
     );
+    given.insert("debian-mirror".into(), archive.url());
     let (_, jobs) = gitlab::interpolate(&read(TEMPLATE), &given);
 
     let store = Store::new();
@@ -559,7 +560,12 @@ fn gitlab_template_runs_here() {
     }
 
     runner.project = project(true).keep();
-    let code = runner.run(&jobs, "modvm-test", "test-fail", &rows[0]);
+    // The share that runs `hello/again`, the test that fails in this project.
+    let row = rows
+        .iter()
+        .find(|r| r["MODVM_SHARD"] == "2/2")
+        .expect("a 2/2 share");
+    let code = runner.run(&jobs, "modvm-test", "test-fail", row);
     assert_eq!(code, 1, "a failing test fails the job");
     let done = &runner.done["modvm-test"];
     let runs = done.dir.join(".modvm/out/runs");
@@ -570,7 +576,7 @@ fn gitlab_template_runs_here() {
     );
     let found = walk(&runs);
     assert!(
-        found.iter().any(|f| f.ends_with("load/console.log")),
+        found.iter().any(|f| f.ends_with("again/console.log")),
         "{found:?}"
     );
     let _ = std::fs::remove_dir_all(&runner.project);
