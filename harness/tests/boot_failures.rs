@@ -260,3 +260,37 @@ fn the_smallest_memory_allowed_boots_and_less_is_a_usage_error() {
         out.all()
     );
 }
+
+#[test]
+fn a_guest_of_modvm_run_that_panics_while_booting_is_named_with_its_panic() {
+    let cache = private_cache();
+    let dir = common::out_dir();
+    let out = common::command(
+        &[
+            "run",
+            "--accel",
+            "tcg",
+            "--cache",
+            cache.path().to_str().unwrap(),
+            "--append",
+            "rdinit=/nonexistent",
+            "--",
+            "true",
+        ],
+        &[],
+        dir.path(),
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .unwrap();
+    assert_no_qemu_left_by_us();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // An error before the command ran: 2, not the crash status 123.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let said = "modvm: error: the kernel crashed during boot: kernel panic: VFS: Unable to mount root fs on unknown-block(0,0) (logs in ";
+    let at = stderr.find(said).unwrap_or_else(|| panic!("{stderr}"));
+    let rest = &stderr[at + said.len()..];
+    let logs = Path::new(&rest[..rest.find(')').unwrap()]);
+    let log = std::fs::read_to_string(logs.join("kernel.log")).unwrap();
+    assert!(log.contains("Kernel panic - not syncing"), "{log}");
+}

@@ -510,10 +510,16 @@ pub fn one_guest(
         logs: &logs,
         timeout: config.boot_timeout,
     };
-    let (guest, _) = config
-        .launcher
-        .launch(&launch)
-        .with_context(|| format!("the guest did not start (logs in {})", logs_dir.display()))?;
+    let (guest, _) = config.launcher.launch(&launch).map_err(|e| {
+        // A kernel that panicked while booting says so in its log; the
+        // QEMU exit that followed does not.
+        let tail = runner::tail_of_file(&logs.kernel, 400);
+        let why = match crate::crash::detect(&tail).first() {
+            Some(c) => format!("the kernel crashed during boot: {}", c.title),
+            None => "the guest did not start".into(),
+        };
+        anyhow::Error::new(e).context(format!("{why} (logs in {})", logs_dir.display()))
+    })?;
     Ok(OneGuest {
         guest,
         config: config.clone(),
