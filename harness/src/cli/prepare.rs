@@ -515,7 +515,10 @@ pub fn one_guest(
         // QEMU exit that followed does not.
         let tail = runner::tail_of_file(&logs.kernel, 400);
         let why = match crate::crash::detect(&tail).first() {
-            Some(c) => format!("the kernel crashed during boot: {}", c.title),
+            Some(c) => format!(
+                "the kernel crashed during boot: {}",
+                crate::report::human::printable(&c.title)
+            ),
             None => "the guest did not start".into(),
         };
         anyhow::Error::new(e).context(format!("{why} (logs in {})", logs_dir.display()))
@@ -541,7 +544,7 @@ pub fn report_crash(
     say(why);
     for c in &crashes {
         for line in crate::report::human::crash_summary(c) {
-            eprintln!("  {line}");
+            eprintln!("  {}", crate::report::human::printable(&line));
         }
     }
     say(&format!("console and kernel log: {}", logs.display()));
