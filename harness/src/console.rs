@@ -124,6 +124,9 @@ pub struct Console {
     chunks: Receiver<Vec<u8>>,
     /// Received bytes not yet consumed by an exchange.
     pending: Vec<u8>,
+    /// A marker ended the last chunk: the newline the guest prints after
+    /// it is still to come, and is not output.
+    newline_due: bool,
     closed: bool,
 }
 
@@ -143,6 +146,7 @@ impl Console {
             writer,
             chunks: rx,
             pending: Vec::new(),
+            newline_due: false,
             closed: false,
         })
     }
@@ -359,7 +363,10 @@ impl Console {
             return Err(closed());
         }
         match self.chunks.recv_timeout(timeout) {
-            Ok(chunk) => Ok(Some(chunk)),
+            Ok(chunk) => {
+                self.take_in(&chunk);
+                Ok(Some(std::mem::take(&mut self.pending)).filter(|c| !c.is_empty()))
+            }
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => {
                 self.closed = true;
@@ -371,10 +378,23 @@ impl Console {
     /// Drops a marker of `len` bytes at the start of `pending`, with the
     /// newline the guest prints after it.
     fn consume_marker(&mut self, mut len: usize) {
-        if self.pending.get(len) == Some(&b'\n') {
-            len += 1;
+        match self.pending.get(len) {
+            Some(b'\n') => len += 1,
+            Some(_) => {}
+            // Split across reads: UART bytes often arrive one per read.
+            None => self.newline_due = true,
         }
         self.pending.drain(..len.min(self.pending.len()));
+    }
+
+    /// Appends a received chunk to `pending`, without the newline of a
+    /// marker that ended the chunk before.
+    fn take_in(&mut self, chunk: &[u8]) {
+        let mut chunk = chunk;
+        if std::mem::take(&mut self.newline_due) && chunk.first() == Some(&b'\n') {
+            chunk = &chunk[1..];
+        }
+        self.pending.extend_from_slice(chunk);
     }
 
     fn wait_or_fail(
@@ -421,12 +441,12 @@ impl Console {
             .recv_timeout(until.saturating_duration_since(now))
         {
             Ok(chunk) => {
-                self.pending.extend_from_slice(&chunk);
+                self.take_in(&chunk);
                 // Take what else is queued in one go (fewer scans), up to
                 // a bound so the deadline is still looked at often.
                 while self.pending.len() < 4 * CHUNK {
                     match self.chunks.try_recv() {
-                        Ok(more) => self.pending.extend_from_slice(&more),
+                        Ok(more) => self.take_in(&more),
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => {
                             self.closed = true;
@@ -718,3 +738,6 @@ mod tests {
         assert!(new_tag("2.3").starts_with("2.3-"));
     }
 }
+
+#[cfg(test)]
+mod feed_tests;

@@ -308,14 +308,4 @@ fn check_modules_exist(loaded: &LoadedSpec, built: &[PathBuf]) -> Result<(), Pla
 }
 
 #[cfg(test)]
-mod tests {
-    use super::matches;
-
-    #[test]
-    fn a_name_is_selected_by_any_filter_or_by_none() {
-        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(matches("hello/load", &[]));
-        assert!(matches("hello/load", &f(&["nope", "lo/lo"])));
-        assert!(!matches("hello/load", &f(&["nope", "unload"])));
-    }
-}
+mod tests;

@@ -647,7 +647,8 @@ fn absent(expects: &[Expect], lines: &[&str], place: &str, failures: &mut Vec<St
     }
 }
 
-fn tail_of_file(path: &Path, n: usize) -> Vec<KernelLine> {
+/// The last `n` lines of a kernel log file.
+pub(crate) fn tail_of_file(path: &Path, n: usize) -> Vec<KernelLine> {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();

@@ -511,10 +511,19 @@ pub fn one_guest(
         logs: &logs,
         timeout: config.boot_timeout,
     };
-    let (guest, _) = config
-        .launcher
-        .launch(&launch)
-        .with_context(|| format!("the guest did not start (logs in {})", logs_dir.display()))?;
+    let (guest, _) = config.launcher.launch(&launch).map_err(|e| {
+        // A kernel that panicked while booting says so in its log; the
+        // QEMU exit that followed does not.
+        let tail = runner::tail_of_file(&logs.kernel, 400);
+        let why = match crate::crash::detect(&tail).first() {
+            Some(c) => format!(
+                "the kernel crashed during boot: {}",
+                crate::report::human::printable(&c.title)
+            ),
+            None => "the guest did not start".into(),
+        };
+        anyhow::Error::new(e).context(format!("{why} (logs in {})", logs_dir.display()))
+    })?;
     Ok(OneGuest {
         guest,
         config: config.clone(),
@@ -536,7 +545,7 @@ pub fn report_crash(
     say(why);
     for c in &crashes {
         for line in crate::report::human::crash_summary(c) {
-            eprintln!("  {line}");
+            eprintln!("  {}", crate::report::human::printable(&line));
         }
     }
     say(&format!("console and kernel log: {}", logs.display()));

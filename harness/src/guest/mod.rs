@@ -33,7 +33,7 @@ pub enum BootError {
         binary: String,
         source: std::io::Error,
     },
-    #[error("QEMU exited during boot ({status}): {}", explain_exit(stderr))]
+    #[error("QEMU exited during boot ({status}): {}", explain_exit(status, stderr))]
     QemuExited { status: String, stderr: String },
     #[error("the guest did not reach its shell within {0:.1?}")]
     Timeout(Duration),
@@ -43,11 +43,17 @@ pub enum BootError {
     Io(#[from] std::io::Error),
 }
 
-fn explain_exit(stderr: &str) -> String {
-    if stderr.is_empty() {
+/// QEMU's own words when it has any. Without them, a clean exit is the
+/// guest's doing (a reset or power-off, which `-no-reboot` turns into an
+/// exit); any other status is the QEMU binary's, not the kernel's.
+fn explain_exit(status: &str, stderr: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if !stderr.is_empty() {
+        stderr.to_string()
+    } else if status == std::process::ExitStatus::from_raw(0).to_string() {
         "no error from QEMU: the guest reset or powered off before its shell started (see kernel.log; if the kernel printed nothing there, its image is likely damaged: `modvm fetch --refresh` fetches it again)".into()
     } else {
-        stderr.to_string()
+        "QEMU failed without an error message: the binary is not a working qemu-system-x86_64 (check `--qemu`) or it was killed".into()
     }
 }
 
@@ -315,4 +321,28 @@ fn read_trimmed(path: &Path) -> String {
         .join("\n")
         .trim()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn status(raw: i32) -> String {
+        std::process::ExitStatus::from_raw(raw).to_string()
+    }
+
+    #[test]
+    fn an_exit_is_explained_by_qemu_first_then_by_its_status() {
+        assert_eq!(
+            explain_exit(&status(256), "qemu: bad option"),
+            "qemu: bad option"
+        );
+        assert!(explain_exit(&status(0), "").contains("the guest reset or powered off"));
+        for failed in [status(256), status(9)] {
+            let why = explain_exit(&failed, "");
+            assert!(why.contains("check `--qemu`"), "{failed}: {why}");
+            assert!(!why.contains("fetch --refresh"), "{failed}: {why}");
+        }
+    }
 }

@@ -113,7 +113,7 @@ impl Human {
 
     fn detail(&mut self, t: &TestResult) {
         if let Some(m) = t.message.as_ref().filter(|_| !t.message_repeats_a_step()) {
-            self.line(&format!("    {m}"));
+            self.line(&format!("    {}", printable(m)));
         }
         if let Some(c) = &t.crash {
             self.crash_detail(c);
@@ -140,14 +140,18 @@ impl Human {
 
     fn crash_detail(&mut self, c: &Crash) {
         for l in crash_summary(c) {
-            self.line(&format!("    {l}"));
+            self.line(&format!("    {}", printable(&l)));
         }
     }
 
     fn step_detail(&mut self, s: &StepResult) {
-        self.line(&format!("    {} {}:", s.label, s.status.label()));
+        self.line(&format!(
+            "    {} {}:",
+            printable(&s.label),
+            s.status.label()
+        ));
         for f in &s.failures {
-            self.line(&format!("      - {f}"));
+            self.line(&format!("      - {}", printable(f)));
         }
         if !s.output.trim().is_empty() {
             self.line("      command output:");
@@ -286,6 +290,7 @@ impl Reporter for Human {
                 description,
             } => {
                 let name = printable(name);
+                let description = printable(description);
                 if let Some(sp) = self.spinners.get(id) {
                     sp.set_message(format!("{name}: step {} {description}", index + 1));
                 }
@@ -320,7 +325,7 @@ impl Reporter for Human {
                     &t.message,
                     matches!(t.status, Status::Skip | Status::NotRun) || t.crash.is_some(),
                 ) {
-                    self.line(&format!("    {m}"));
+                    self.line(&format!("    {}", printable(m)));
                 } else if self.level == Level::Verbose {
                     self.line(&format!("    logs: {}", t.artifacts.display()));
                 }
@@ -353,103 +358,4 @@ impl Reporter for Human {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::report::sample;
-
-    use crate::report::sample::SharedBuffer as Buffer;
-
-    #[test]
-    fn tests_in_flight_each_have_a_live_line_until_they_end() {
-        let buffer = Buffer::default();
-        let mut human = Human::new(
-            Box::new(buffer.clone()),
-            false,
-            Level::Normal,
-            ProgressDrawTarget::hidden(),
-        );
-        let results = sample::results();
-        let (first, second) = (&results[0], &results[1]);
-        human.event(&Event::TestStarted {
-            id: 0,
-            name: &first.name,
-        });
-        human.event(&Event::TestStarted {
-            id: 1,
-            name: &second.name,
-        });
-        assert_eq!(human.spinners.len(), 2);
-        // The second ends first: its line goes, its result waits.
-        human.event(&Event::TestEnded { id: 1 });
-        assert_eq!(human.spinners.keys().collect::<Vec<_>>(), [&0]);
-        assert!(buffer.0.lock().unwrap().is_empty(), "nothing printed yet");
-        human.event(&Event::TestFinished {
-            id: 0,
-            result: first,
-        });
-        human.event(&Event::TestFinished {
-            id: 1,
-            result: second,
-        });
-        assert!(human.spinners.is_empty());
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let at = |name: &str| text.find(name).unwrap_or_else(|| panic!("{name}: {text}"));
-        assert!(at(&first.name) < at(&second.name), "{text}");
-    }
-
-    #[test]
-    fn control_characters_in_names_never_reach_the_terminal() {
-        let buffer = Buffer::default();
-        let mut human = Human::new(
-            Box::new(buffer.clone()),
-            false,
-            Level::Verbose,
-            ProgressDrawTarget::hidden(),
-        );
-        let mut result = sample::results().remove(0);
-        result.name = "s/a\nPASS    forged\u{1b}[2J\0".into();
-        human.event(&Event::Booted {
-            id: 0,
-            name: &result.name,
-            boot: Duration::from_secs(1),
-        });
-        human.event(&Event::TestFinished {
-            id: 0,
-            result: &result,
-        });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        assert!(!text.contains('\u{1b}') && !text.contains('\0'), "{text:?}");
-        assert!(
-            !text.lines().any(|l| l.starts_with("PASS    forged")),
-            "{text}"
-        );
-        assert!(
-            text.contains("s/a\\nPASS    forged\\u{1b}[2J\\u{0}"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn a_failure_named_in_the_message_is_printed_once() {
-        let buffer = Buffer::default();
-        let mut human = Human::new(
-            Box::new(buffer.clone()),
-            false,
-            Level::Verbose,
-            ProgressDrawTarget::hidden(),
-        );
-        let results = sample::results();
-        let fail = results
-            .iter()
-            .find(|t| t.status == Status::Fail)
-            .expect("a failed sample");
-        assert!(fail.message_repeats_a_step());
-        human.event(&Event::TestFinished {
-            id: 0,
-            result: fail,
-        });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.matches("\"Goodbye\"").count(), 1, "{text}");
-        assert!(text.contains("step 2 (rmmod hello) FAIL:"), "{text}");
-    }
-}
+mod tests;
