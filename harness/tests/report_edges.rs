@@ -101,6 +101,17 @@ fn a_build_error_writes_reports_and_prints_the_compiler_output_once() {
             .matches("error: 'undeclared_thing' undeclared")
             .count();
     assert_eq!(said, 1, "the compiler's error once: {}", out.all());
+    // The error names the author's file, not modvm's build copy of it.
+    let original = std::fs::canonicalize(&c).unwrap();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("error: ") && l.contains("undeclared_thing"))
+        .unwrap();
+    assert!(
+        line.starts_with(&format!("{}:", original.display())),
+        "{line}"
+    );
 
     assert_eq!(doc["summary"]["ok"], false, "{doc:#}");
     assert_eq!(doc["summary"]["not_run"], 1, "{doc:#}");
@@ -218,7 +229,7 @@ fn sigterm_during_the_build_gives_a_truthful_report() {
     std::fs::write(
         module.path().join("Kbuild"),
         format!(
-            "$(shell touch {}; sleep 8.25)\nobj-m := hello.o\n",
+            "$(shell touch {}; sleep 12.25)\nobj-m := hello.o\n",
             marker.display()
         ),
     )
@@ -263,12 +274,12 @@ fn sigterm_during_the_build_gives_a_truthful_report() {
     assert!(!build_sleep_running(), "the build outlived modvm");
 }
 
-/// Whether the Kbuild's `sleep 8.25` (above) still runs.
+/// Whether the Kbuild's `sleep 12.25` (above) still runs.
 fn build_sleep_running() -> bool {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\08.25\0"))
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\012.25\0"))
 }
 
 #[test]
