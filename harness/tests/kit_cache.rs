@@ -1,13 +1,19 @@
 //! A damaged or moved kernel cache, through the real binary and real guests.
 //!
-//! Every test works on its own copy of the cache (the user's stays
-//! untouched), damages it the way disks and CI caches do, and checks that
-//! modvm names the damage in one line and repairs it, or says how to. Tests
-//! marked "offline" point apt at a closed loopback port, so any download
-//! fails; the others download the kit (~40 MiB) once.
+//! Every test works on its own copy of a cache whose kit came from the
+//! loopback Debian archive (`common::archive`, made by
+//! `scripts/setup-host.sh`); the user's cache stays untouched. Each test
+//! damages its copy the way disks and CI caches do, and checks that modvm
+//! names the damage in one line and repairs it, or says how to.
+//!
+//! Nothing here reaches beyond loopback: every command's apt goes through a
+//! proxy on a loopback port nobody listens on, so any download fails at
+//! once, except from the loopback archive (reached directly) in the runs
+//! that name it. Tests marked "offline" do not name it.
 
 mod common;
 
+use common::archive::{archive_dir, Server};
 use common::{module_copy, modvm, Output};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,28 +22,64 @@ use std::sync::{Mutex, OnceLock};
 /// Guests and downloads one at a time: the host has few cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// An apt configuration file under the target directory: every download
+/// goes through a proxy on a loopback port nobody listens on, without
+/// retries; with `archive_direct`, the loopback archive is reached directly.
+fn apt_conf(name: &str, archive_direct: bool) -> String {
+    let dir = common::repo().join("target").join("modvm-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let mut text = String::from(
+        "Acquire::Retries \"0\";\n\
+         Acquire::http::Proxy \"http://127.0.0.1:9\";\n\
+         Acquire::https::Proxy \"http://127.0.0.1:9\";\n",
+    );
+    if archive_direct {
+        text.push_str("Acquire::http::Proxy::127.0.0.1 \"DIRECT\";\n");
+    }
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
 /// An environment in which every download fails at once: apt goes through
 /// a proxy on a loopback port nobody listens on, and does not retry.
 fn offline() -> [(&'static str, &'static str); 1] {
     static CONF: OnceLock<String> = OnceLock::new();
-    let conf = CONF.get_or_init(|| {
-        let dir = common::repo().join("target").join("modvm-tests");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("offline-apt.conf");
-        std::fs::write(
-            &path,
-            "Acquire::Retries \"0\";\n\
-             Acquire::http::Proxy \"http://127.0.0.1:9\";\n\
-             Acquire::https::Proxy \"http://127.0.0.1:9\";\n",
-        )
-        .unwrap();
-        path.to_string_lossy().into_owned()
-    });
+    let conf = CONF.get_or_init(|| apt_conf("offline-apt.conf", false));
     [("APT_CONFIG", conf.as_str())]
 }
 
-fn user_cache() -> PathBuf {
-    modvm::paths::cache_dir(None)
+/// The loopback archive, one for the whole test process: its URL keys the
+/// apt state that modvm keeps under the cache, so the state in the
+/// template cache is the one every copy's runs use.
+fn archive() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::start(&archive_dir(), None))
+}
+
+/// An environment in which packages come from the loopback archive only:
+/// it is named as the Debian mirror, and apt reaches nothing else.
+fn via_archive() -> [(&'static str, &'static str); 2] {
+    static ENV: OnceLock<(String, String)> = OnceLock::new();
+    let (conf, url) =
+        ENV.get_or_init(|| (apt_conf("loopback-archive-apt.conf", true), archive().url()));
+    [
+        ("APT_CONFIG", conf.as_str()),
+        ("MODVM_DEBIAN_MIRROR", url.as_str()),
+    ]
+}
+
+/// What the archive served since it had served `before` requests.
+fn served_since(before: usize) -> Vec<String> {
+    archive().requests()[before..].to_vec()
+}
+
+/// The packages among `requests` (image, headers, -common, kbuild, busybox).
+fn debs(requests: &[String]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.starts_with("200 /debian/pool/") && r.ends_with(".deb"))
+        .count()
 }
 
 fn cp(from: &Path, to: &Path) {
@@ -50,31 +92,39 @@ fn cp(from: &Path, to: &Path) {
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
-/// A private copy of the user's cache (kernels and apt lists) under a new
-/// temporary directory, checked and brought up to date by `modvm fetch`
-/// without downloading.
-fn cache_copy() -> (tempfile::TempDir, PathBuf) {
-    let user = user_cache();
-    if modvm::kernel::cached(&user, &profile()).is_none() {
-        // The first test on a fresh host fetches the kit like `modvm test`.
-        let out = modvm(&["fetch"], &[]);
+/// A cache with the default profile's kit and the apt state for the
+/// loopback archive, fetched from it once per test process (the previous
+/// run's is removed first: its archive had another port).
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let dir = common::repo()
+            .join("target")
+            .join("modvm-tests")
+            .join("kit-cache-template");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let before = archive().requests().len();
+        let out = fetch(&dir, &[], &via_archive());
         assert_eq!(out.code, 0, "{}", out.all());
-    }
+        let served = served_since(before);
+        assert_eq!(debs(&served), 5, "{served:#?}");
+        dir
+    })
+}
+
+/// A private copy of the template cache under a new temporary directory,
+/// checked by `modvm fetch` without downloading.
+fn cache_copy() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    std::fs::create_dir(&cache).unwrap();
-    cp(&user.join("kernels"), &cache.join("kernels"));
-    if user.join("apt").is_dir() {
-        cp(&user.join("apt"), &cache.join("apt"));
-    }
+    cp(template(), &cache);
     let out = fetch(&cache, &[], &offline());
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(!out.stderr.contains("fetching"), "{}", out.all());
     (tmp, cache)
-}
-
-fn profile() -> modvm::kernel::profile::KernelProfile {
-    modvm::kernel::profile::load(modvm::kernel::profile::DEFAULT_PROFILE).unwrap()
 }
 
 /// The kit directory `current.json` names (damaged or not).
@@ -94,7 +144,7 @@ fn fetch(cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn doctor(cache: &Path) -> Output {
-    modvm(&["doctor", "--cache", cache.to_str().unwrap()], &[])
+    modvm(&["doctor", "--cache", cache.to_str().unwrap()], &offline())
 }
 
 fn test_hello(cache: &Path, env: &[(&str, &str)]) -> Output {
@@ -141,8 +191,15 @@ fn truncated_busybox_is_named_and_fetched_again_then_the_test_passes() {
     let size = busybox.metadata().unwrap().len();
     truncate(&busybox, 1000);
 
-    let out = test_hello(&cache, &[]);
+    let before = archive().requests().len();
+    let out = test_hello(&cache, &via_archive());
     assert_eq!(out.code, 0, "{}", out.all());
+    let served = served_since(before);
+    assert_eq!(
+        debs(&served),
+        5,
+        "the kit came again from the archive: {served:#?}"
+    );
     let expected = format!("root/bin/busybox has 1000 bytes, expected {size}; fetching it again");
     assert_eq!(
         out.stderr.matches(&expected).count(),
@@ -225,11 +282,16 @@ fn deleted_common_headers_are_named_not_a_make_error() {
 fn garbled_apt_lists_and_a_damaged_kit_are_rebuilt_by_fetch_refresh() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_tmp, cache) = cache_copy();
-    let lists = cache.join("apt/lists");
+    // The apt state of the runs that name the loopback archive. Its
+    // Release files stay whole: the archive answers every request in full
+    // (never "not modified"), so apt would replace a garbled one itself;
+    // an unchanged one makes apt keep the Packages index it has, as a
+    // real archive's "not modified" does.
+    let lists = only(&cache, "apt-mirror-", "").join("lists");
     let mut garbled = 0;
     for e in std::fs::read_dir(&lists).unwrap().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.contains("Packages") || n.ends_with("Release") {
+        if n.contains("Packages") {
             std::fs::write(e.path(), [0x5a_u8; 3000]).unwrap();
             garbled += 1;
         }
@@ -242,8 +304,17 @@ fn garbled_apt_lists_and_a_damaged_kit_are_rebuilt_by_fetch_refresh() {
     );
     std::fs::remove_dir_all(&common).unwrap();
 
-    let out = fetch(&cache, &["--refresh"], &[]);
+    let before = archive().requests().len();
+    let out = fetch(&cache, &["--refresh"], &via_archive());
     assert_eq!(out.code, 0, "{}", out.all());
+    let served = served_since(before);
+    assert!(
+        served
+            .iter()
+            .any(|r| r.starts_with("200 /debian/dists/bookworm/main/binary-amd64/")),
+        "the lists came again from the archive: {served:#?}"
+    );
+    assert_eq!(debs(&served), 5, "{served:#?}");
     let said = |what: &str| out.stderr.lines().filter(|l| l.contains(what)).count();
     assert_eq!(said("are unreadable ("), 1, "{}", out.all());
     assert_eq!(said("; rebuilding them"), 1, "{}", out.all());
