@@ -302,8 +302,11 @@ fn runner_env() -> BTreeMap<String, String> {
     env
 }
 
-/// `modvm kernels key` as the templates run it, from the archive at `mirror`.
+/// `modvm kernels key` as the templates run it, from the archive at `mirror`
+/// (its apt state in a cache of its own: the archive's port, in its URL,
+/// names a new state directory every run).
 fn kernels_key(kernel: &str, env: &BTreeMap<String, String>, mirror: &str) -> String {
+    let cache = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(bin())
         .args([
             "kernels",
@@ -313,6 +316,8 @@ fn kernels_key(kernel: &str, env: &BTreeMap<String, String>, mirror: &str) -> St
             "--debian-mirror",
             mirror,
         ])
+        .arg("--cache")
+        .arg(cache.path())
         .env_clear()
         .envs(env)
         .output()

@@ -279,7 +279,7 @@ fn build_sleep_running() -> bool {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\012.25\0"))
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x0012.25\0"))
 }
 
 #[test]
