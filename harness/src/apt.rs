@@ -378,7 +378,21 @@ impl Apt {
     /// make every later update fail too; they are only a copy of the
     /// mirror's, so they are wiped and fetched whole once, with a line to
     /// `notice` saying so.
+    ///
+    /// Runs that share the state take turns (apt refuses a second update
+    /// while one holds its lists' lock, instead of waiting for it).
     pub fn update(&self, notice: &mut dyn FnMut(&str)) -> Result<(), AptError> {
+        let lock_path = self.root.join("update.lock");
+        let _turn = std::fs::create_dir_all(&self.root)
+            .and_then(|()| {
+                crate::lock::Lock::exclusive(&lock_path, &mut || {
+                    notice("waiting for another modvm run to update the same package lists")
+                })
+            })
+            .map_err(|source| AptError::Spawn {
+                program: format!("lock {}", lock_path.display()),
+                source,
+            })?;
         match self.update_once() {
             Err(AptError::Failed { output, .. }) if self.lists_are_damaged(&output) => {
                 let lists = self.root.join("lists");

@@ -262,3 +262,40 @@ fn a_host_without_apt_is_told_what_works_instead() {
         "{line}"
     );
 }
+
+#[test]
+fn concurrent_runs_on_one_cache_take_turns_at_the_package_lists() {
+    let server = Server::start(&archive_dir(), None);
+    let cache = tempfile::tempdir().unwrap();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_modvm"))
+                .args([
+                    "kernels",
+                    "key",
+                    "--debian-mirror",
+                    &server.url(),
+                    "--cache",
+                ])
+                .arg(cache.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        assert!(
+            o.status.success(),
+            "a run that found the lists busy failed instead of waiting: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(o.stdout, outs[0].stdout, "the same key from every run");
+    }
+    let key = String::from_utf8_lossy(&outs[0].stdout);
+    assert!(key.starts_with("modvm-kernels-"), "{key}");
+}
