@@ -482,6 +482,20 @@ fn github_action_runs_here() {
         logs.files
     );
     assert!(!ran.iter().any(|s| s == "Build modvm"), "{ran:?}");
+
+    // A kernel that cannot be resolved stops the job at that step, not
+    // with an empty cache key further on.
+    let with = BTreeMap::from([
+        ("kernel".to_string(), "no-such-kernel".to_string()),
+        ("debian-mirror".to_string(), archive.url()),
+    ]);
+    let (failed, ran, _, _) = run_github(&store, &env, good.path(), &with);
+    assert!(failed, "an unknown kernel fails the job");
+    assert!(
+        ran.iter().any(|s| s == "Resolve the kernels")
+            && !ran.iter().any(|s| s == "Test the modules"),
+        "{ran:?}"
+    );
 }
 
 #[test]
@@ -585,6 +599,17 @@ fn gitlab_template_runs_here() {
         "{found:?}"
     );
     let _ = std::fs::remove_dir_all(&runner.project);
+
+    // A kernel that cannot be resolved fails the build job, instead of
+    // handing the test jobs an empty cache key.
+    given.insert("kernel".into(), "no-such-kernel".into());
+    let (_, bad_jobs) = gitlab::interpolate(&read(TEMPLATE), &given);
+    runner.project = good.path().to_path_buf();
+    assert_ne!(
+        runner.run(&bad_jobs, "modvm-build", "build-bad", &BTreeMap::new()),
+        0,
+        "modvm-build passed with an unknown kernel"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -44,6 +44,10 @@ echo 3 > /proc/sys/vm/drop_caches";
 pub enum SnapshotError {
     #[error("the guest to save did not boot: {0}")]
     Boot(#[from] BootError),
+    /// The kernel's own words, since the save's logs go with its staging
+    /// directory.
+    #[error("the guest to save did not boot: the kernel crashed during boot: {0}")]
+    Crashed(String),
     #[error("saving the guest failed: {0}")]
     Qmp(#[from] QmpError),
     #[error("saving the guest failed: migration ended as {0}")]
@@ -226,7 +230,13 @@ impl Recipe {
         qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
         qemu.incoming = None;
         let logs = GuestLogs::in_dir(dir);
-        let mut guest = Guest::boot(&qemu, &logs, timeout)?;
+        let mut guest = Guest::boot(&qemu, &logs, timeout).map_err(|e| {
+            let tail = crate::runner::tail_of_file(&logs.kernel, 400);
+            match crate::crash::detect(&tail).first() {
+                Some(crash) => SnapshotError::Crashed(crash.title.clone()),
+                None => e.into(),
+            }
+        })?;
         // Best effort: a guest that cannot scrub is saved larger, not lost.
         let tag = crate::console::new_tag("scrub");
         let _ = guest
