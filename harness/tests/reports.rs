@@ -12,6 +12,7 @@ use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 fn junit_and_ktap_of_a_real_run_are_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let junit = dir.path().join("junit.xml");
+    let json = dir.path().join("report.json");
     let null_init = repo().join("harness/tests/fixtures/modules/null_init");
     let out = modvm(
         &[
@@ -21,6 +22,8 @@ fn junit_and_ktap_of_a_real_run_are_read_back() {
             "--ktap",
             "--junit",
             junit.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
             "module",
             null_init.to_str().unwrap(),
         ],
@@ -82,4 +85,36 @@ fn junit_and_ktap_of_a_real_run_are_read_back() {
             out.stdout
         ),
     }
+
+    // The Markdown summary of the same run, as a CI job summary gets it.
+    let md = modvm(&["summary", json.to_str().unwrap()], &[]);
+    assert_eq!(md.code, 0, "{}", md.all());
+    assert!(
+        md.stdout
+            .starts_with("### Failed: modvm: 1 crashed, 1 passed (2 tests)"),
+        "{}",
+        md.stdout
+    );
+    let row = md
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("| **crash** | <code>null_init/load-unload</code>"))
+        .unwrap_or_else(|| panic!("{}", md.stdout));
+    assert!(
+        row.contains("null\\_init.c:"),
+        "the crash's located frame: {row}"
+    );
+    assert!(md
+        .stdout
+        .contains("<details><summary>1 passed or skipped</summary>"));
+    let missing = modvm(
+        &["summary", dir.path().join("none.json").to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(missing.code, 2, "{}", missing.all());
+    assert!(
+        missing.stderr.contains("cannot read the report"),
+        "{}",
+        missing.all()
+    );
 }
