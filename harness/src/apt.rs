@@ -97,6 +97,8 @@ pub struct Apt {
     mirror: Option<Mirror>,
     /// The mirror's suites, for its errors.
     suites: Vec<String>,
+    /// This run's turn at the state (see [`Apt::hold`]).
+    turn: Option<crate::lock::Lock>,
 }
 
 /// Both programs must be there before anything is fetched: a host without
@@ -191,7 +193,16 @@ impl Apt {
             sources: None,
             mirror: None,
             suites: Vec::new(),
+            turn: None,
         }
+    }
+
+    /// Keeps `turn`, a lock on this state taken before it was made, until
+    /// this apt is dropped: another run's update must not rewrite the
+    /// lists (or the private sources file) while this one reads them.
+    pub fn hold(mut self, turn: crate::lock::Lock) -> Apt {
+        self.turn = Some(turn);
+        self
     }
 
     /// apt that reads only `mirror`'s `suites` (the first is the base
@@ -212,6 +223,7 @@ impl Apt {
             sources: Some(root.join("sources.list")),
             mirror: Some(mirror.clone()),
             suites: suites.to_vec(),
+            turn: None,
         };
         let write = |path: &Path, text: &str| {
             std::fs::write(path, text).map_err(|source| AptError::Spawn {
@@ -242,6 +254,7 @@ impl Apt {
             sources: Some(root.join("sources.list")),
             mirror: None,
             suites: Vec::new(),
+            turn: None,
         };
         let base = suite.split('-').next().unwrap_or(suite);
         let mut c = Command::new("apt-get");
@@ -378,21 +391,7 @@ impl Apt {
     /// make every later update fail too; they are only a copy of the
     /// mirror's, so they are wiped and fetched whole once, with a line to
     /// `notice` saying so.
-    ///
-    /// Runs that share the state take turns (apt refuses a second update
-    /// while one holds its lists' lock, instead of waiting for it).
     pub fn update(&self, notice: &mut dyn FnMut(&str)) -> Result<(), AptError> {
-        let lock_path = self.root.join("update.lock");
-        let _turn = std::fs::create_dir_all(&self.root)
-            .and_then(|()| {
-                crate::lock::Lock::exclusive(&lock_path, &mut || {
-                    notice("waiting for another modvm run to update the same package lists")
-                })
-            })
-            .map_err(|source| AptError::Spawn {
-                program: format!("lock {}", lock_path.display()),
-                source,
-            })?;
         match self.update_once() {
             Err(AptError::Failed { output, .. }) if self.lists_are_damaged(&output) => {
                 let lists = self.root.join("lists");

@@ -496,6 +496,20 @@ fn github_action_runs_here() {
             && !ran.iter().any(|s| s == "Test the modules"),
         "{ran:?}"
     );
+
+    // A first job on an image without Rust stops at the build, saying so.
+    let mut no_cargo = env.clone();
+    let path: Vec<&str> = env["PATH"]
+        .split(':')
+        .filter(|d| !Path::new(d).join("cargo").exists())
+        .collect();
+    no_cargo.insert("PATH".into(), path.join(":"));
+    let (failed, ran, _, _) = run_github(&Store::new(), &no_cargo, good.path(), &with);
+    assert!(failed, "no cargo fails the job");
+    assert!(
+        ran.iter().any(|s| s == "Build modvm") && !ran.iter().any(|s| s == "Resolve the kernels"),
+        "{ran:?}"
+    );
 }
 
 #[test]

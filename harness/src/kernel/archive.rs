@@ -5,6 +5,7 @@
 use super::{KitError, Progress};
 use crate::apt::os_release::OsRelease;
 use crate::apt::{self, Apt, Sources};
+use crate::lock::Lock;
 use std::path::Path;
 
 /// apt for a profile's packages (`suite`: the profile's own suite, e.g.
@@ -18,6 +19,25 @@ pub(super) fn updated_apt(
 ) -> Result<Apt, KitError> {
     apt::check_tools()?;
     let host = OsRelease::of_host();
+    // Runs that share this state take turns, from before its files are
+    // written until their apt is dropped (apt itself refuses a second
+    // update instead of waiting, and an update under another run's reads
+    // changes the lists it reads).
+    let root = match sources {
+        Sources::Host => match suite {
+            None => cache.join("apt"),
+            Some(s) => cache.join(format!("apt-{s}")),
+        },
+        Sources::Mirror(mirror) => mirror.state_dir(cache, &mirror.suites(suite, &host)),
+    };
+    let lock_path = root.join("turn.lock");
+    let turn = std::fs::create_dir_all(&root)
+        .and_then(|()| {
+            Lock::exclusive(&lock_path, &mut || {
+                progress.notice("waiting for another modvm run that uses the same package lists")
+            })
+        })
+        .map_err(super::io_err(&lock_path))?;
     let (apt, step) = match sources {
         Sources::Host => match suite {
             None => (
@@ -43,6 +63,7 @@ pub(super) fn updated_apt(
             )
         }
     };
+    let apt = apt.hold(turn);
     progress.step(&step);
     apt.update(&mut |m: &str| progress.notice(m))?;
     Ok(apt)

@@ -26,6 +26,16 @@ pub fn ensure(
         return Ok(target);
     }
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    // apt's state is taken before busybox's lock, the order every path
+    // takes them in (a source kit holds apt's while it fetches busybox),
+    // so two runs cannot each hold the lock the other waits for.
+    let own = match updated {
+        None if apt::check_tools().is_ok() => {
+            Some(super::archive::updated_apt(cache, sources, None, progress)?)
+        }
+        _ => None,
+    };
+    let apt = updated.or(own.as_ref());
     let lock_path = dir.join(".lock");
     let _lock = Lock::exclusive(&lock_path, &mut || {
         progress.step("waiting for another modvm run to fetch busybox")
@@ -40,16 +50,8 @@ pub fn ensure(
             target.display()
         ));
     }
-    if updated.is_none() && apt::check_tools().is_err() {
+    let Some(apt) = apt else {
         return from_host(&target, progress);
-    }
-    let own;
-    let apt = match updated {
-        Some(apt) => apt,
-        None => {
-            own = super::archive::updated_apt(cache, sources, None, progress)?;
-            &own
-        }
     };
     let package = apt
         .show("busybox-static")
