@@ -109,7 +109,7 @@ fn an_init_that_cannot_start_is_a_boot_crash_with_the_kernels_words() {
     assert_eq!(t["boot_ms"], serde_json::Value::Null);
     assert!(
         out.stderr.contains(
-            "cannot save a debian-6.1-cloud guest to restore (the guest to save did not boot: the kernel crashed during boot: kernel panic: VFS: Unable to mount root fs"
+            "cannot save a debian-6.1-cloud guest to restore (the guest to save did not boot: the kernel crashed during boot twice: kernel panic: VFS: Unable to mount root fs"
         ),
         "{}",
         out.all()
