@@ -607,7 +607,7 @@ fn gitlab_template_runs_here() {
         "the logs are artifacts: {:?}",
         done.artifacts
     );
-    let found = walk(&runs);
+    let found = common::walk(&runs);
     assert!(
         found.iter().any(|f| f.ends_with("again/console.log")),
         "{found:?}"
@@ -624,17 +624,4 @@ fn gitlab_template_runs_here() {
         0,
         "modvm-build passed with an unknown kernel"
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::archive::{archive_dir, walk, Server};
-use common::{assert_no_qemu_left_by_us, modvm, out_dir};
+use common::archive::{archive_dir, Server};
+use common::{assert_no_qemu_left_by_us, modvm, out_dir, walk};
 use std::net::TcpListener;
 use std::path::PathBuf;
 

@@ -19,17 +19,32 @@ pub(super) fn updated_apt(
 ) -> Result<Apt, KitError> {
     apt::check_tools()?;
     let host = OsRelease::of_host();
+    let suites = match sources {
+        Sources::Mirror(mirror) => mirror.suites(suite, &host),
+        Sources::Host => Vec::new(),
+    };
+    let (root, step) = match (sources, suite) {
+        (Sources::Host, None) => (
+            cache.join("apt"),
+            "updating private package lists from the host's apt sources".to_string(),
+        ),
+        (Sources::Host, Some(s)) => (
+            cache.join(format!("apt-{s}")),
+            format!("updating private package lists (the host's apt sources and {s})"),
+        ),
+        (Sources::Mirror(mirror), _) => (
+            mirror.state_dir(cache, &suites),
+            format!(
+                "updating private package lists from the Debian archive at {} ({})",
+                mirror.url,
+                suites.join(", ")
+            ),
+        ),
+    };
     // Runs that share this state take turns, from before its files are
     // written until their apt is dropped (apt itself refuses a second
     // update instead of waiting, and an update under another run's reads
     // changes the lists it reads).
-    let root = match sources {
-        Sources::Host => match suite {
-            None => cache.join("apt"),
-            Some(s) => cache.join(format!("apt-{s}")),
-        },
-        Sources::Mirror(mirror) => mirror.state_dir(cache, &mirror.suites(suite, &host)),
-    };
     let lock_path = root.join("turn.lock");
     let turn = std::fs::create_dir_all(&root)
         .and_then(|()| {
@@ -38,32 +53,14 @@ pub(super) fn updated_apt(
             })
         })
         .map_err(super::io_err(&lock_path))?;
-    let (apt, step) = match sources {
-        Sources::Host => match suite {
-            None => (
-                Apt::new(&cache.join("apt")),
-                "updating private package lists from the host's apt sources".to_string(),
-            ),
-            Some(s) => (
-                Apt::with_suite(&cache.join(format!("apt-{s}")), s)
-                    .map_err(|e| apt::explain_for_host(e, &host))?,
-                format!("updating private package lists (the host's apt sources and {s})"),
-            ),
-        },
-        Sources::Mirror(mirror) => {
-            let suites = mirror.suites(suite, &host);
-            let apt = Apt::mirror(&mirror.state_dir(cache, &suites), mirror, &suites)?;
-            (
-                apt,
-                format!(
-                    "updating private package lists from the Debian archive at {} ({})",
-                    mirror.url,
-                    suites.join(", ")
-                ),
-            )
+    let apt = match (sources, suite) {
+        (Sources::Host, None) => Apt::new(&root),
+        (Sources::Host, Some(s)) => {
+            Apt::with_suite(&root, s).map_err(|e| apt::explain_for_host(e, &host))?
         }
-    };
-    let apt = apt.hold(turn);
+        (Sources::Mirror(mirror), _) => Apt::mirror(&root, mirror, &suites)?,
+    }
+    .hold(turn);
     progress.step(&step);
     apt.update(&mut |m: &str| progress.notice(m))?;
     Ok(apt)

@@ -22,56 +22,45 @@ pub fn resolve(
     progress: &mut dyn Progress,
 ) -> Result<String, KitError> {
     let explained = |e: KitError| archive::explain(e, sources);
-    let resolved = match &profile.source {
-        Source::Debian {
-            image,
-            headers,
-            suite,
-        } => {
-            let apt = archive::updated_apt(cache, sources, suite.as_deref(), progress)?;
+    let suite = match &profile.source {
+        Source::Debian { suite, .. } => suite.as_deref(),
+        _ => None,
+    };
+    let apt = archive::updated_apt(cache, sources, suite, progress)?;
+    let own = match &profile.source {
+        Source::Debian { image, headers, .. } => {
             let image = debian::follow_meta(&apt, image, "linux-image-").map_err(explained)?;
             let headers =
                 debian::follow_meta(&apt, headers, "linux-headers-").map_err(explained)?;
-            let busybox = apt
-                .show("busybox-static")
-                .map_err(|e| explained(e.into()))?;
             format!(
-                "{}={} {}={} busybox-static={}",
-                image.name, image.version, headers.name, headers.version, busybox.version
+                "{}={} {}={}",
+                image.name, image.version, headers.name, headers.version
             )
         }
         Source::Source {
             package, fragment, ..
         } => {
-            let apt = archive::updated_apt(cache, sources, None, progress)?;
             let info = apt.show(package).map_err(|e| explained(e.into()))?;
-            let busybox = apt
-                .show("busybox-static")
-                .map_err(|e| explained(e.into()))?;
             let recipe = serde_json::to_string(&profile.source).unwrap_or_default();
             let fragment = super::source::fragment_text(profile, fragment)?;
             format!(
-                "{}={} busybox-static={} recipe={}",
+                "{}={} recipe={}",
                 info.name,
                 info.version,
-                busybox.version,
                 short_hash(&[recipe.as_bytes(), fragment.as_bytes()])
             )
         }
         // Used in place: only busybox comes from the cache.
-        Source::Local { .. } | Source::Host => {
-            let apt = archive::updated_apt(cache, sources, None, progress)?;
-            let busybox = apt
-                .show("busybox-static")
-                .map_err(|e| explained(e.into()))?;
-            format!(
-                "{} busybox-static={}",
-                profile.source.kind(),
-                busybox.version
-            )
-        }
+        Source::Local { .. } | Source::Host => profile.source.kind().to_string(),
     };
-    Ok(format!("{}: {resolved}", profile.name))
+    // Every kit holds busybox (the Debian kinds fetch it with the kernel).
+    let busybox = apt
+        .show("busybox-static")
+        .map_err(|e| explained(e.into()))?;
+    Ok(format!(
+        "{}: {own} busybox-static={}",
+        profile.name, busybox.version
+    ))
 }
 
 /// The cache key of resolved profiles: the same lines give the same key,

@@ -336,8 +336,9 @@ impl<'a> Job<'a> {
 }
 
 /// Regular files under `path`; a symlink or other special file fails the
-/// test (upload-artifact would store a dangling link, or fail).
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
+/// test (an artifact upload would store a link that dangles once
+/// downloaded, or fail on the file).
+pub fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
     let meta = std::fs::symlink_metadata(path).unwrap();
     if meta.is_dir() {
         for e in std::fs::read_dir(path).unwrap() {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 /// cannot find them fails and says so (it never passes without them).
 pub fn archive_dir() -> PathBuf {
     let dir = modvm::paths::cache_dir(None).join("test-archive");
-    let pool_has_debs = walk(&dir.join("pool"))
+    let pool_has_debs = super::walk(&dir.join("pool"))
         .iter()
         .any(|p| p.extension().is_some_and(|x| x == "deb"));
     assert!(
@@ -26,19 +26,6 @@ pub fn archive_dir() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-pub fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A GET-only HTTP/1.1 server for an archive directory, at

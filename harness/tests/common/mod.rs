@@ -244,3 +244,17 @@ pub fn private_cache() -> tempfile::TempDir {
     std::os::unix::fs::symlink(&shared, dir.path().join("kernels")).unwrap();
     dir
 }
+
+/// Every file under `dir`, recursively (none if it does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

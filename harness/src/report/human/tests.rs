@@ -9,13 +9,7 @@ use crate::report::sample::SharedBuffer as Buffer;
 
 #[test]
 fn tests_in_flight_each_have_a_live_line_until_they_end() {
-    let buffer = Buffer::default();
-    let mut human = Human::new(
-        Box::new(buffer.clone()),
-        false,
-        Level::Normal,
-        ProgressDrawTarget::hidden(),
-    );
+    let (mut human, buffer) = human(Level::Normal, false);
     let results = sample::results();
     let (first, second) = (&results[0], &results[1]);
     human.event(&Event::TestStarted {
@@ -47,13 +41,7 @@ fn tests_in_flight_each_have_a_live_line_until_they_end() {
 
 #[test]
 fn control_characters_in_names_never_reach_the_terminal() {
-    let buffer = Buffer::default();
-    let mut human = Human::new(
-        Box::new(buffer.clone()),
-        false,
-        Level::Verbose,
-        ProgressDrawTarget::hidden(),
-    );
+    let (mut human, buffer) = human(Level::Verbose, false);
     let mut result = sample::results().remove(0);
     result.name = "s/a\nPASS    forged\u{1b}[2J\0".into();
     human.event(&Event::Booted {
@@ -79,13 +67,7 @@ fn control_characters_in_names_never_reach_the_terminal() {
 
 #[test]
 fn a_failure_named_in_the_message_is_printed_once() {
-    let buffer = Buffer::default();
-    let mut human = Human::new(
-        Box::new(buffer.clone()),
-        false,
-        Level::Verbose,
-        ProgressDrawTarget::hidden(),
-    );
+    let (mut human, buffer) = human(Level::Verbose, false);
     let results = sample::results();
     let fail = results
         .iter()
