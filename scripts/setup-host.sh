@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# program:package pairs (gcc-12 is the compiler Debian's 6.1 headers name).
+# program:package pairs (gcc-12 is the compiler Debian's 6.1 and 6.12 headers
+# name; pahole is what 6.12's headers run for the BTF of every module).
 tools=(qemu-system-x86_64:qemu-system-x86 make:make gcc-12:gcc-12 apt-get:apt
        dpkg-deb:dpkg addr2line:binutils python3:python3 gdb:gdb
-       flex:flex bison:bison bc:bc perl:perl gcc:gcc xz:xz-utils)
+       flex:flex bison:bison bc:bc perl:perl gcc:gcc xz:xz-utils pahole:pahole
+       depmod:kmod mke2fs:e2fsprogs)
 missing=()
 for pair in "${tools[@]}"; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")

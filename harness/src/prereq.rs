@@ -34,7 +34,58 @@ pub fn required(compiler: &str) -> Vec<Tool> {
             "binutils",
             "symbolises crash frames to file:line",
         ),
+        t(
+            "depmod",
+            "kmod",
+            "indexes the kernel's own modules for the guest's modprobe",
+        ),
+        t(
+            "mke2fs",
+            "e2fsprogs",
+            "writes the disk that carries the kernel's own modules",
+        ),
+        t("xz", "xz-utils", "unpacks the kernel's compressed modules"),
     ]
+}
+
+/// Tools a kernel's build tree runs for every out-of-tree module, read from
+/// its `.config` (`config`, the file's text): `pahole` where modules get
+/// BTF (Debian's 6.12 headers stop at the BTF step without it), and the
+/// compiler the configuration names, when it is not a plain `gcc`/`cc`.
+pub fn for_kernel_config(config: &str) -> Vec<Tool> {
+    let mut tools = Vec::new();
+    let value = |key: &str| {
+        config
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    };
+    if value("CONFIG_DEBUG_INFO_BTF_MODULES") == Some("y") {
+        tools.push(Tool {
+            program: "pahole".into(),
+            package: "pahole".into(),
+            why: "the kernel's headers run it to add BTF to every module".into(),
+        });
+    }
+    let compiler = value("CONFIG_CC_VERSION_TEXT")
+        .map(|v| v.trim_matches('"'))
+        .and_then(|v| v.split_whitespace().next());
+    if let Some(cc) = compiler {
+        // `x86_64-linux-gnu-gcc-12` and `gcc-12` both come with `gcc-12`.
+        let package = cc.rsplit_once("-gcc").map_or(cc, |(_, v)| v);
+        let package = if package.starts_with('-') {
+            format!("gcc{package}")
+        } else {
+            package.to_string()
+        };
+        if package.starts_with("gcc-") && package[4..].chars().all(|c| c.is_ascii_digit()) {
+            tools.push(Tool {
+                program: cc.into(),
+                package,
+                why: "the compiler the kernel headers were configured with".into(),
+            });
+        }
+    }
+    tools
 }
 
 /// The debugger `--gdb` prints a command for (not needed otherwise).
@@ -172,6 +223,30 @@ mod tests {
             install_hint(&tools[..2]),
             "sudo apt-get install qemu-system-x86 make"
         );
+    }
+
+    #[test]
+    fn kernel_config_names_pahole_and_the_compiler() {
+        let debian_6_12 = "CONFIG_CC_VERSION_TEXT=\"x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_DEBUG_INFO_BTF_MODULES=y\n";
+        let tools = for_kernel_config(debian_6_12);
+        let names: Vec<(&str, &str)> = tools
+            .iter()
+            .map(|t| (t.program.as_str(), t.package.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("pahole", "pahole"), ("x86_64-linux-gnu-gcc-12", "gcc-12")]
+        );
+        let debian_6_1 = "CONFIG_CC_VERSION_TEXT=\"gcc-12 (Debian 12.2.0-14) 12.2.0\"\n# CONFIG_DEBUG_INFO_BTF_MODULES is not set\n";
+        let tools = for_kernel_config(debian_6_1);
+        assert_eq!(tools.len(), 1);
+        assert_eq!(
+            (tools[0].program.as_str(), tools[0].package.as_str()),
+            ("gcc-12", "gcc-12")
+        );
+        // A plain `gcc` is the profile's business; nothing for no config.
+        assert!(for_kernel_config("CONFIG_CC_VERSION_TEXT=\"gcc (GCC) 14\"").is_empty());
+        assert!(for_kernel_config("").is_empty());
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
         match kernel::inspect(&cache, profile) {
         kernel::CacheState::Ready(kit) => {
             out!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, kit.dir.display());
+            ok &= kit_tools_present(&kit)?;
             releases.push(kit.release);
         }
         kernel::CacheState::Unverified(kit) => out!(
@@ -150,4 +151,31 @@ fn kvm(cache: &std::path::Path, releases: &[String]) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The tools the kit's headers run for every module (`pahole` for BTF, the
+/// compiler they name): false when one is missing.
+fn kit_tools_present(kit: &kernel::Kit) -> Result<bool> {
+    let mut ok = true;
+    for t in super::prepare::kit_tools(kit) {
+        match prereq::find(&t.program) {
+            Some(p) => out!(
+                "ok       {:<20} {} (for {})",
+                t.program,
+                p.display(),
+                kit.profile
+            ),
+            None => {
+                ok = false;
+                out!(
+                    "MISSING  {:<20} {} of `{}`: install with `sudo apt-get install {}`",
+                    t.program,
+                    t.why,
+                    kit.profile,
+                    t.package
+                );
+            }
+        }
+    }
+    Ok(ok)
 }

@@ -29,6 +29,12 @@ pub fn fetch_kit(args: &KitArgs, profile: &KernelProfile) -> Result<Kit> {
     kit.with_context(|| format!("cannot get the guest kernel `{}`", profile.name))
 }
 
+/// The host tools a kit's build tree runs for every module it builds.
+pub fn kit_tools(kit: &Kit) -> Vec<prereq::Tool> {
+    let config = std::fs::read_to_string(kit.headers.join(".config")).unwrap_or_default();
+    prereq::for_kernel_config(&config)
+}
+
 /// Shows the kit's steps on a spinner (started only when there is work)
 /// and its notices as lines that stay.
 struct KitProgress {
@@ -156,6 +162,10 @@ pub fn prepare(
             let (kit_args, profile) = (args.kit.clone(), profile.clone());
             until_interrupted(move || fetch_kit(&kit_args, &profile))?
         };
+        // What the kit's own build tree runs (pahole for BTF, its compiler):
+        // known only now that its configuration is here.
+        prereq::ensure(&kit_tools(&kit), &mut say)
+            .with_context(|| format!("the headers of `{}` need host tools", profile.name))?;
         let build_root = args.out.join("build").join(&profile.name);
         let verbose = request.verbose;
         let plan = {
