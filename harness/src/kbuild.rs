@@ -326,15 +326,49 @@ pub fn module_name(stem: &str) -> String {
     stem.replace('-', "_")
 }
 
+/// The modules a built module depends on (its `.modinfo` `depends=`).
+pub fn depends_of(ko: &Path) -> Vec<String> {
+    fs::read(ko)
+        .map(|b| modinfo_depends(&b))
+        .unwrap_or_default()
+}
+
+/// Whether the module declares a licence the kernel does not count as GPL
+/// compatible, so that loading it taints the kernel `P` (the list is the
+/// kernel's `license_is_gpl_compatible`).
+pub fn is_proprietary(ko: &Path) -> bool {
+    const GPL: [&str; 6] = [
+        "GPL",
+        "GPL v2",
+        "GPL and additional rights",
+        "Dual BSD/GPL",
+        "Dual MIT/GPL",
+        "Dual MPL/GPL",
+    ];
+    let Ok(bytes) = fs::read(ko) else {
+        return false;
+    };
+    match modinfo_field(&bytes, "license") {
+        Some(l) => !GPL.contains(&l.as_str()),
+        // No licence at all taints P as well.
+        None => true,
+    }
+}
+
+/// A `key=value` entry of a module's `.modinfo`.
+fn modinfo_field(ko: &[u8], key: &str) -> Option<String> {
+    let needle = format!("\0{key}=");
+    let needle = needle.as_bytes();
+    let at = ko.windows(needle.len()).position(|w| w == needle)?;
+    let rest = &ko[at + needle.len()..];
+    let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
 /// The `depends=a,b` field kbuild writes into a module's `.modinfo`.
 fn modinfo_depends(ko: &[u8]) -> Vec<String> {
-    const KEY: &[u8] = b"\0depends=";
-    let Some(at) = ko.windows(KEY.len()).position(|w| w == KEY) else {
-        return Vec::new();
-    };
-    let rest = &ko[at + KEY.len()..];
-    let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-    String::from_utf8_lossy(&rest[..end])
+    modinfo_field(ko, "depends")
+        .unwrap_or_default()
         .split(',')
         .filter(|d| !d.is_empty())
         .map(|d| d.replace('-', "_"))

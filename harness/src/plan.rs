@@ -5,11 +5,12 @@
 use crate::helpers::{self, HelperError};
 use crate::initramfs::{self, InitramfsSpec};
 use crate::kbuild::{self, BuildError};
+use crate::kernel::guest_modules::{self, GuestModules};
 use crate::kernel::Kit;
 use crate::lock::Lock;
 use crate::runner::{dir_name, stable_hash, PlannedTest};
 use crate::shipped::GuestFile;
-use crate::spec::{self, Action, FileSpec, LoadedSpec, SpecError, TestSpec};
+use crate::spec::{self, Action, FileSpec, LoadedSpec, Origin, SpecError, Step, TestSpec};
 use std::path::{Path, PathBuf};
 
 /// Why a plan could not be made.
@@ -99,6 +100,7 @@ pub struct Unbuilt {
 /// this kernel is listed in [`Plan::unbuilt`] and the other directories are
 /// still built; without it the first build error ends the plan. `make`
 /// holds the user's make variables for every module build (`--kbuild-arg`).
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     specs: &[LoadedSpec],
     filter: &[String],
@@ -106,6 +108,7 @@ pub fn prepare(
     make: &[String],
     build_root: &Path,
     keep_going: bool,
+    guest_modules: Option<&GuestModules>,
     build_log: &mut dyn FnMut(&str),
 ) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
@@ -170,6 +173,30 @@ pub fn prepare(
                 .cloned()
                 .collect()
         };
+        // The kernel's own modules that the built ones need, loaded before
+        // the test; the `P` taint a module that is not GPL brings.
+        let kernel_deps = match guest_modules {
+            Some(disk) => {
+                let own: Vec<String> = built
+                    .modules
+                    .iter()
+                    .filter_map(|m| m.file_stem())
+                    .map(|s| kbuild::module_name(&s.to_string_lossy()))
+                    .collect();
+                let depends: Vec<Vec<String>> = built
+                    .modules
+                    .iter()
+                    .map(|m| kbuild::depends_of(m))
+                    .collect();
+                guest_modules::in_tree_dependencies(&depends, &own, disk)
+            }
+            None => Vec::new(),
+        };
+        let allowed_taint = if built.modules.iter().any(|m| kbuild::is_proprietary(m)) {
+            crate::crash::TAINT_PROPRIETARY
+        } else {
+            0
+        };
         // Modules, helpers and the spec file's files: every test's guest.
         let mut common: Vec<GuestFile> =
             built.modules.iter().map(|m| GuestFile::module(m)).collect();
@@ -198,11 +225,13 @@ pub fn prepare(
                         let hash = stable_hash(set.join("\n").as_bytes());
                         build_root.join(format!("{key}-{hash:016x}.cpio"))
                     };
+                    let mut all = guest_modules.map(|m| m.boot.clone()).unwrap_or_default();
+                    all.extend(files.iter().cloned());
                     initramfs::write(
                         &InitramfsSpec {
                             busybox: kit.busybox.clone(),
                             init: initramfs::INIT.to_string(),
-                            files: files.clone(),
+                            files: all,
                         },
                         &initrd,
                     )
@@ -214,12 +243,25 @@ pub fn prepare(
                     initrd
                 }
             };
+            let mut spec = spec;
+            if !kernel_deps.is_empty() {
+                let load = Step {
+                    origin: Origin::Dependencies,
+                    ..Step::action(Action::Run(format!(
+                        "modprobe -a {}",
+                        kernel_deps.join(" ")
+                    )))
+                };
+                spec.steps.insert(0, load);
+            }
             planned.push(PlannedTest {
                 suite: loaded.suite.clone(),
                 spec,
                 initrd,
                 modules: built.modules.clone(),
                 files,
+                kernel_deps: kernel_deps.clone(),
+                allowed_taint,
             });
         }
     }

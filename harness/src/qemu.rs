@@ -44,6 +44,9 @@ pub struct QemuConfig {
     /// QEMU's gdb stub on a loopback port, the guest paused until a
     /// debugger continues it (`--gdb`).
     pub gdb: Option<GdbStub>,
+    /// The read-only disk of the kernel's own modules (virtio-blk, found by
+    /// its serial in the guest; see `kernel::guest_modules`).
+    pub modules_disk: Option<PathBuf>,
 }
 
 /// A gdb stub to open, and what the debugger needs to know beside it.
@@ -122,6 +125,20 @@ impl QemuConfig {
         a.push(self.initrd.clone().into_os_string());
         a.push("-append".into());
         a.push(self.cmdline().into());
+        if let Some(disk) = &self.modules_disk {
+            // QEMU's option syntax doubles a comma inside a value.
+            let file = disk.to_string_lossy().replace(',', ",,");
+            a.push("-drive".into());
+            a.push(format!("file={file},if=none,id=modules,format=raw,readonly=on").into());
+            a.push("-device".into());
+            a.push(
+                format!(
+                    "virtio-blk-pci,drive=modules,serial={}",
+                    crate::kernel::guest_modules::SERIAL
+                )
+                .into(),
+            );
+        }
         if let Some(qmp) = &self.qmp_socket {
             a.push("-qmp".into());
             a.push(format!("unix:{},server=on,wait=off", qmp.display()).into());
@@ -204,6 +221,7 @@ mod tests {
             incoming: None,
             incoming_fd: None,
             gdb: None,
+            modules_disk: None,
         }
     }
 

@@ -49,6 +49,8 @@ pub struct RunConfig {
     pub kernel_symbols: Option<(PathBuf, PathBuf)>,
     /// The kernel has kmemleak: scan for the modules' leaks.
     pub kmemleak: bool,
+    /// The kernel's `Module.symvers`, to say who exports an unknown symbol.
+    pub symvers: PathBuf,
     /// Boots or restores each test's guest.
     pub launcher: std::sync::Arc<dyn Launcher>,
     /// Given the guest of a test that did not pass, before it is stopped
@@ -73,6 +75,11 @@ pub struct PlannedTest {
     pub modules: Vec<PathBuf>,
     /// Modules, helpers and the spec's files, as the guest gets them.
     pub files: Vec<crate::shipped::GuestFile>,
+    /// In-tree modules the test's modules depend on, `modprobe`d before
+    /// its first step.
+    pub kernel_deps: Vec<String>,
+    /// Taint flags the test's own modules explain (`P`: not GPL).
+    pub allowed_taint: u64,
 }
 
 impl PlannedTest {
@@ -364,7 +371,16 @@ fn run_steps(
                 (crate::spec::Action::Rmmod(_), true) => leaks::scan(guest, &module_names),
                 _ => Vec::new(),
             };
-            let outcome = run_step(guest, &id, index, step, timeout, description, &mut taint);
+            let outcome = run_step(
+                guest,
+                test.allowed_taint,
+                &id,
+                index,
+                step,
+                timeout,
+                description,
+                &mut taint,
+            );
             let mut r = outcome.result;
             r.label = label;
             if let (Some(_), crate::spec::Action::Insmod(load), Status::Pass) =
@@ -384,6 +400,10 @@ fn run_steps(
                 r.crashes.extend(leaked);
                 r.status = Status::Crash;
             }
+            if r.status == Status::Fail && matches!(step.action, crate::spec::Action::Insmod(_)) {
+                r.failures
+                    .extend(unknown_symbols(&r.kernel_lines, &config.symvers));
+            }
             symbolize_all(&mut r.crashes, &test.modules, kernel_symbols);
             if r.status != Status::Pass {
                 failed_round = Some(round);
@@ -401,6 +421,22 @@ fn run_steps(
             result.steps.push(r);
         }
     }
+}
+
+/// For each `Unknown symbol X` the kernel logged, who exports `X`.
+fn unknown_symbols(lines: &[KernelLine], symvers: &Path) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in lines {
+        let Some((_, rest)) = l.text.split_once("Unknown symbol ") else {
+            continue;
+        };
+        let symbol = rest.split_whitespace().next().unwrap_or_default();
+        let why = crate::kernel::symvers::explain(symvers, symbol);
+        if !symbol.is_empty() && !out.contains(&why) {
+            out.push(why);
+        }
+    }
+    out
 }
 
 /// A failed test's message: the step as its author sees it and its first
@@ -440,8 +476,10 @@ struct StepOutcome {
     crash_detect_ms: Option<u64>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     guest: &mut Guest,
+    allowed_taint: u64,
     id: &str,
     index: usize,
     step: &Step,
@@ -475,7 +513,7 @@ fn run_step(
                     capture.dropped
                 ));
             }
-            if let Some(msg) = crash::unexpected_taint(*taint, after) {
+            if let Some(msg) = crash::unexpected_taint(*taint, after, allowed_taint) {
                 r.failures.push(msg.clone());
                 if r.crashes.is_empty() {
                     r.crashes.push(Crash {

@@ -115,6 +115,10 @@ impl TestSpec {
             Origin::Listed(k) => format!("step {} ({})", k + 1, step.action),
             Origin::Modules => format!("{} (from `modules`)", step.action),
             Origin::Generated => format!("step {} ({})", position + 1, step.action),
+            Origin::Dependencies => format!(
+                "{} (the kernel's own modules the test's modules depend on)",
+                step.action
+            ),
         }
     }
 
@@ -355,6 +359,9 @@ pub enum Origin {
     Modules,
     /// Made by modvm (a smoke test): its position in the test is its name.
     Generated,
+    /// The `modprobe` of the kernel's own modules that the test's modules
+    /// depend on, put before the test's steps.
+    Dependencies,
 }
 
 impl Step {
@@ -389,6 +396,9 @@ pub enum Action {
     Insmod(ModuleLoad),
     /// `rmmod <name>`
     Rmmod(String),
+    /// `modprobe <name> [params]`: one of the kernel's own modules, with
+    /// what it depends on.
+    Modprobe(ModuleLoad),
     /// Any shell command (run from `/modules`).
     Run(String),
 }
@@ -397,14 +407,8 @@ impl Action {
     /// The shell command sent to the guest.
     pub fn command(&self) -> String {
         match self {
-            Action::Insmod(m) => {
-                let mut c = format!("insmod /modules/{}.ko", m.name);
-                for (k, v) in &m.params {
-                    c.push(' ');
-                    c.push_str(&shell_quote(&format!("{k}={}", kernel_quote(v))));
-                }
-                c
-            }
+            Action::Insmod(m) => with_params(format!("insmod /modules/{}.ko", m.name), m),
+            Action::Modprobe(m) => with_params(format!("modprobe {}", m.name), m),
             Action::Rmmod(m) => format!("rmmod {m}"),
             Action::Run(c) => c.clone(),
         }
@@ -413,11 +417,20 @@ impl Action {
     /// Module named by insmod/rmmod, if any.
     pub fn module(&self) -> Option<&str> {
         match self {
-            Action::Insmod(m) => Some(&m.name),
+            Action::Insmod(m) | Action::Modprobe(m) => Some(&m.name),
             Action::Rmmod(m) => Some(m),
             Action::Run(_) => None,
         }
     }
+}
+
+/// `command` followed by the module's parameters, quoted for the shell.
+fn with_params(mut command: String, m: &ModuleLoad) -> String {
+    for (k, v) in &m.params {
+        command.push(' ');
+        command.push_str(&shell_quote(&format!("{k}={}", kernel_quote(v))));
+    }
+    command
 }
 
 /// The kernel splits module arguments at spaces unless double-quoted.
@@ -439,6 +452,12 @@ impl std::fmt::Display for Action {
                 write!(f, "insmod {} {}", m.name, params.join(" "))
             }
             Action::Rmmod(m) => write!(f, "rmmod {m}"),
+            Action::Modprobe(m) if m.params.is_empty() => write!(f, "modprobe {}", m.name),
+            Action::Modprobe(m) => {
+                let params: Vec<String> =
+                    m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                write!(f, "modprobe {} {}", m.name, params.join(" "))
+            }
             Action::Run(c) => write!(f, "run `{c}`"),
         }
     }
@@ -645,6 +664,8 @@ struct RawStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rmmod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    modprobe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exit: Option<ExitStatus>,
@@ -665,10 +686,20 @@ struct RawStep {
 impl TryFrom<RawStep> for Step {
     type Error = String;
     fn try_from(r: RawStep) -> Result<Step, String> {
-        if !r.params.is_empty() && r.insmod.is_none() {
-            return Err("`params` belongs to an `insmod` step".into());
+        if !r.params.is_empty() && r.insmod.is_none() && r.modprobe.is_none() {
+            return Err("`params` belongs to an `insmod` or `modprobe` step".into());
         }
         let action = match (r.insmod, r.rmmod, r.run) {
+            (None, None, None) if r.modprobe.is_some() => {
+                let m = r.modprobe.unwrap_or_default();
+                Action::Modprobe(module_load(&module_name(&m)?, r.params)?)
+            }
+            _ if r.modprobe.is_some() => {
+                return Err(
+                    "a step has exactly one of `insmod`, `rmmod`, `modprobe` or `run`; split it into two steps"
+                        .into(),
+                )
+            }
             (Some(m), None, None) => {
                 Action::Insmod(module_load(&module_name(&m)?, r.params)?)
             }
@@ -682,7 +713,7 @@ impl TryFrom<RawStep> for Step {
             (None, None, Some(c)) if !c.trim().is_empty() => Action::Run(c),
             (None, None, Some(_)) => return Err("`run` needs a command".into()),
             (None, None, None) => {
-                return Err("a step needs one of `insmod`, `rmmod` or `run`".into())
+                return Err("a step needs one of `insmod`, `rmmod`, `modprobe` or `run`".into())
             }
             _ => {
                 return Err(
@@ -725,6 +756,7 @@ impl TryFrom<RawStep> for Step {
 impl From<Step> for RawStep {
     fn from(s: Step) -> RawStep {
         let mut params = BTreeMap::new();
+        let mut modprobe = None;
         let (insmod, rmmod, run) = match s.action {
             Action::Insmod(m) => {
                 params = m
@@ -733,6 +765,15 @@ impl From<Step> for RawStep {
                     .map(|(k, v)| (k, ParamValue(v)))
                     .collect();
                 (Some(m.name), None, None)
+            }
+            Action::Modprobe(m) => {
+                params = m
+                    .params
+                    .into_iter()
+                    .map(|(k, v)| (k, ParamValue(v)))
+                    .collect();
+                modprobe = Some(m.name);
+                (None, None, None)
             }
             Action::Rmmod(m) => (None, Some(m), None),
             Action::Run(c) => (None, None, Some(c)),
@@ -745,6 +786,7 @@ impl From<Step> for RawStep {
             insmod,
             params,
             rmmod,
+            modprobe,
             run,
             exit,
             errno,

@@ -166,6 +166,18 @@ pub fn prepare(
         // known only now that its configuration is here.
         prereq::ensure(&kit_tools(&kit), &mut say)
             .with_context(|| format!("the headers of `{}` need host tools", profile.name))?;
+        let guest_modules = {
+            let _t = crate::trace::span("guest-modules");
+            let (cache, kit) = (paths::cache_dir(args.kit.cache.clone()), kit.clone());
+            until_interrupted(move || {
+                let mut progress = KitProgress { spinner: None };
+                let m = kernel::guest_modules::ensure(&cache, &kit, &mut progress);
+                if let Some(sp) = progress.spinner {
+                    sp.finish_and_clear();
+                }
+                Ok(m?)
+            })?
+        };
         let build_root = args.out.join("build").join(&profile.name);
         let verbose = request.verbose;
         let plan = {
@@ -177,6 +189,7 @@ pub fn prepare(
                 build_root.clone(),
             );
             let kbuild_args = args.kbuild_arg.clone();
+            let guest_modules = guest_modules.clone();
             until_interrupted(move || {
                 Ok(plan::prepare(
                     &specs,
@@ -185,6 +198,7 @@ pub fn prepare(
                     &kbuild_args,
                     &build_root,
                     keep_going,
+                    guest_modules.as_ref(),
                     &mut |log| {
                         if verbose {
                             eprint!("{log}");
@@ -196,12 +210,12 @@ pub fn prepare(
         if children::interrupted() {
             return Err(Interrupted.into());
         }
-        prepared.push((profile.clone(), kit, plan));
+        prepared.push((profile.clone(), kit, plan, guest_modules));
     }
 
     let artifacts = new_run_dir(&args.out, args.keep_runs)?;
     let mut runs = Vec::new();
-    for (profile, kit, plan) in prepared {
+    for (profile, kit, plan, guest_modules) in prepared {
         let memory = args.memory.unwrap_or(profile.memory_mib);
         if memory < profile.memory_min_mib {
             bail!(
@@ -238,6 +252,7 @@ pub fn prepare(
             incoming: None,
             incoming_fd: None,
             gdb: None,
+            modules_disk: guest_modules.as_ref().map(|m| m.image.clone()),
         };
         if let Some(first) = plan.tests.first() {
             qemu.initrd = first.initrd.clone();
@@ -277,7 +292,8 @@ pub fn prepare(
                 step_timeout_s: request.step_timeout_s,
                 kernel_symbols: kit.system_map.clone().zip(kit.vmlinux.clone()),
                 kmemleak: kit.has_option("CONFIG_DEBUG_KMEMLEAK"),
-                launcher: launcher(args, &profile, &kit),
+                symvers: kit.headers.join("Module.symvers"),
+                launcher: launcher(args, &profile, &kit, guest_modules.as_ref()),
                 keep: None,
             },
             tests: plan.tests,
@@ -312,7 +328,12 @@ fn gdb_port(wanted: Option<u16>) -> Result<Option<u16>> {
 }
 
 /// Cold boots with `--cold`, else restores of saved guests in the cache.
-fn launcher(args: &GuestArgs, profile: &KernelProfile, kit: &Kit) -> Arc<dyn Launcher> {
+fn launcher(
+    args: &GuestArgs,
+    profile: &KernelProfile,
+    kit: &Kit,
+    guest_modules: Option<&kernel::guest_modules::GuestModules>,
+) -> Arc<dyn Launcher> {
     if args.cold {
         return Arc::new(Cold);
     }
@@ -320,6 +341,7 @@ fn launcher(args: &GuestArgs, profile: &KernelProfile, kit: &Kit) -> Arc<dyn Lau
         paths::cache_dir(args.kit.cache.clone()).join("snapshots"),
         &profile.name,
         kit.busybox.clone(),
+        guest_modules.map(|m| m.boot.clone()).unwrap_or_default(),
         Box::new(say),
     ))
 }

@@ -87,6 +87,8 @@ pub struct Restore {
     root: PathBuf,
     profile: String,
     busybox: PathBuf,
+    /// Files every guest's initramfs holds (the modules disk's drivers).
+    base_files: Vec<crate::shipped::GuestFile>,
     payloads: Payloads,
     slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
     notice: Box<dyn Fn(&str) + Send + Sync>,
@@ -108,12 +110,14 @@ impl Restore {
         root: PathBuf,
         profile: &str,
         busybox: PathBuf,
+        base_files: Vec<crate::shipped::GuestFile>,
         notice: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Restore {
         Restore {
             root,
             profile: profile.to_string(),
             busybox,
+            base_files,
             payloads: Payloads::default(),
             slots: Mutex::new(HashMap::new()),
             notice,
@@ -131,6 +135,7 @@ impl Restore {
             profile: self.profile.clone(),
             qemu,
             busybox: self.busybox.clone(),
+            base_files: self.base_files.clone(),
         }
     }
 

@@ -111,6 +111,8 @@ pub struct Recipe {
     /// The guest's configuration (its `initrd` is replaced by the base one).
     pub qemu: QemuConfig,
     pub busybox: PathBuf,
+    /// Files of the base initramfs besides busybox and the init.
+    pub base_files: Vec<crate::shipped::GuestFile>,
 }
 
 impl Recipe {
@@ -239,7 +241,7 @@ impl Recipe {
             &InitramfsSpec {
                 busybox: self.busybox.clone(),
                 init: initramfs::INIT.to_string(),
-                files: Vec::new(),
+                files: self.base_files.clone(),
             },
             &initrd,
         )
@@ -365,8 +367,10 @@ mod tests {
                 incoming: None,
                 incoming_fd: None,
                 gdb: None,
+                modules_disk: None,
             },
             busybox: root.join("busybox"),
+            base_files: Vec::new(),
         }
     }
 

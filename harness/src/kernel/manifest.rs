@@ -209,6 +209,13 @@ fn check_entry(dir: &Path, e: &Entry) -> Option<Problem> {
     }
 }
 
+/// [`hash_file`] of bytes in memory.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    let mut state = Hash64::new();
+    state.update(bytes);
+    format!("{:016x}", state.finish())
+}
+
 /// A 64-bit content hash, as 16 hex digits.
 ///
 /// Not cryptographic: it tells a damaged file from its installed self, and

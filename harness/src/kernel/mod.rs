@@ -22,6 +22,7 @@
 mod archive;
 pub mod busybox;
 pub mod debian;
+pub mod guest_modules;
 pub mod host;
 pub mod local;
 pub mod manifest;
@@ -29,6 +30,7 @@ pub mod profile;
 pub mod record;
 pub mod resolve;
 pub mod source;
+pub mod symvers;
 
 use crate::apt::{AptError, Sources};
 use crate::lock::Lock;

@@ -118,7 +118,7 @@ fn a_directory_that_does_not_build_ends_the_plan_or_is_set_aside_in_a_matrix() {
     let mut log = |_: &str| logs += 1;
 
     let specs = [bare, good];
-    let err = prepare(&specs, &[], &kit, &[], &builds, false, &mut log).unwrap_err();
+    let err = prepare(&specs, &[], &kit, &[], &builds, false, None, &mut log).unwrap_err();
     assert!(
         matches!(&err, PlanError::Build { dir, .. } if *dir == empty),
         "{err}"
@@ -134,6 +134,7 @@ fn a_directory_that_does_not_build_ends_the_plan_or_is_set_aside_in_a_matrix() {
         &[],
         &builds,
         true,
+        None,
         &mut log,
     )
     .unwrap();
@@ -155,6 +156,7 @@ fn a_directory_that_does_not_build_ends_the_plan_or_is_set_aside_in_a_matrix() {
         &[],
         &builds,
         false,
+        None,
         &mut log,
     )
     .unwrap();
