@@ -54,8 +54,10 @@ pub fn kvm_device_problem() -> Option<String> {
     }
 }
 
-/// Identifies the host setup a verdict is valid for.
-pub fn host_key(qemu: &Path, guest_release: &str) -> String {
+/// Identifies the host setup a verdict is valid for: the host's kernel and
+/// QEMU binary. Not the guest kernel: whether KVM works is the host's
+/// business, so a run over several kernels probes once.
+pub fn host_key(qemu: &Path) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let q = which(qemu)
         .and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m)))
@@ -64,7 +66,7 @@ pub fn host_key(qemu: &Path, guest_release: &str) -> String {
             format!("{}:{}:{}", p.display(), m.len(), m.mtime())
         })
         .unwrap_or_default();
-    format!("{}|{q}|{guest_release}", host.trim())
+    format!("{}|{q}", host.trim())
 }
 
 fn which(program: &Path) -> Option<PathBuf> {

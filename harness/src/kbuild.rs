@@ -101,10 +101,23 @@ fn mirror_into(
             }
             mirror_into(&from, &to, root, hasher)?;
         } else if from.is_file() {
+            use std::os::unix::fs::PermissionsExt;
             let data = fs::read(&from).map_err(io_err(&from))?;
             data.hash(hasher);
             if fs::read(&to).ok().as_deref() != Some(&data[..]) {
                 fs::write(&to, &data).map_err(io_err(&to))?;
+            }
+            // Scripts a Kbuild runs keep their executable bit (DKMS trees
+            // ship such scripts).
+            let mode = fs::metadata(&from)
+                .map_err(io_err(&from))?
+                .permissions()
+                .mode()
+                & 0o7777;
+            mode.hash(hasher);
+            if fs::metadata(&to).map_err(io_err(&to))?.permissions().mode() & 0o7777 != mode {
+                fs::set_permissions(&to, fs::Permissions::from_mode(mode | 0o600))
+                    .map_err(io_err(&to))?;
             }
         }
     }
@@ -171,13 +184,20 @@ pub fn build(
         }
     }
     let _ = fs::remove_file(&stamp_path);
+    // make runs in the copy, so a relative headers path (`--cache rel`)
+    // must not be taken from there.
+    let headers_abs = fs::canonicalize(headers).unwrap_or_else(|_| headers.to_path_buf());
     let mut make = Command::new("make");
     make.arg("-C")
-        .arg(headers)
+        .arg(&headers_abs)
         .arg(format!("M={}", build_abs.display()))
         .arg(format!("-j{}", jobs()))
         .args(make_args)
         .arg("modules")
+        // Inside the copy, as DKMS runs it: Kbuilds that use `$(PWD)` or
+        // relative paths find their own tree wherever modvm was started.
+        .current_dir(&build_abs)
+        .env("PWD", &build_abs)
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -100,3 +100,24 @@ fn without_its_dependency_a_module_fails_and_the_exporter_is_named() {
         "{failures}"
     );
 }
+
+#[test]
+fn a_pwd_kbuild_with_a_script_builds_from_any_working_directory() {
+    // The fixture's Makefile runs its own gen.sh through $(PWD): that needs
+    // make to run inside the build copy, and the copy to keep the script's
+    // executable bit, whatever directory modvm is started from.
+    let out = out_dir();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_modvm"))
+        .current_dir("/")
+        .env("NO_COLOR", "1")
+        .args(["test", "--accel", "tcg", "--out"])
+        .arg(out.path())
+        .arg(module_fixture("pwd_kbuild"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout).into_owned()
+        + &String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(0), "{text}");
+    assert!(text.contains("PASS    pwd_kbuild/smoke"), "{text}");
+}

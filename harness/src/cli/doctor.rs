@@ -64,7 +64,6 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
             "libc.a"
         );
     }
-    let mut releases = Vec::new();
     let mut kit_damaged = false;
     for profile in &profiles {
         if !kernel::is_cached_kind(profile) {
@@ -85,7 +84,6 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
         kernel::CacheState::Ready(kit) => {
             out!("ok       {:<20} {} ({}) in {}", "kernel", kit.release, kit.version, kit.dir.display());
             ok &= kit_tools_present(&kit)?;
-            releases.push(kit.release);
         }
         kernel::CacheState::Unverified(kit) => out!(
             "ok       {:<20} {} ({}) in {} (made by an older modvm; checked and given a manifest on the next `modvm test` or `modvm fetch`)",
@@ -106,7 +104,7 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
         ),
         }
     }
-    kvm(&cache, &releases)?;
+    kvm(&cache)?;
     if !ok {
         if prereq::can_self_install() {
             out!("(running as root on Debian: `modvm test` installs missing tools itself)");
@@ -121,7 +119,7 @@ pub fn doctor(args: &KitArgs) -> Result<bool> {
 
 /// `/dev/kvm`, and the probe's cached verdict when there is one for this
 /// host (default QEMU, a cached kernel): an openable device proves nothing.
-fn kvm(cache: &std::path::Path, releases: &[String]) -> Result<()> {
+fn kvm(cache: &std::path::Path) -> Result<()> {
     if let Some(p) = accel::kvm_device_problem() {
         out!(
             "note     {:<20} {p}: guests run under TCG (slower, works)",
@@ -131,9 +129,7 @@ fn kvm(cache: &std::path::Path, releases: &[String]) -> Result<()> {
     }
     let file = cache.join("accel.json");
     let qemu = std::path::Path::new("qemu-system-x86_64");
-    let verdict = releases
-        .iter()
-        .find_map(|r| accel::cached(&file, &accel::host_key(qemu, r)));
+    let verdict = accel::cached(&file, &accel::host_key(qemu));
     match verdict {
         Some(v) if v.kvm_works => out!(
             "ok       {:<20} KVM passed its probe on this host; runs use it",

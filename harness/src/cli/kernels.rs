@@ -130,9 +130,12 @@ fn list(cache: &Path) -> Result<bool> {
 }
 
 fn prune(cache: &Path, all: bool) -> Result<bool> {
-    let snapshots = cache.join("snapshots");
-    let mut freed = dir_size(&snapshots);
-    remove(&snapshots)?;
+    let mut freed = 0;
+    // Both are made again from the kits on the next run that needs them.
+    for made in [cache.join("snapshots"), cache.join("guest-modules")] {
+        freed += dir_size(&made);
+        remove(&made)?;
+    }
     let kernels = cache.join("kernels");
     if all {
         for d in [kernels.clone(), cache.join("busybox")]

@@ -257,7 +257,7 @@ pub fn prepare(
         if let Some(first) = plan.tests.first() {
             qemu.initrd = first.initrd.clone();
             let cache = paths::cache_dir(args.kit.cache.clone());
-            let key = accel::host_key(&args.qemu, &kit.release);
+            let key = accel::host_key(&args.qemu);
             let probe_dir = artifacts.join("kvm-probe").join(&profile.name);
             let decision = accel::decide(args.accel, &cache.join("accel.json"), &key, &mut || {
                 probe_kvm(&qemu, &probe_dir)
