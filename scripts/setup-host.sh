@@ -44,6 +44,11 @@ cargo run -q -- fetch --kernel debug
 # kernel profile and busybox-static in the versions it names (about 40 MiB,
 # downloaded once through those lists; delete the directory to refresh it).
 cache="${MODVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modvm}"
+# apt with modvm's private package lists (filled by the fetch above): the
+# host's own apt state is neither read nor changed.
+apt_private=(-o "Dir::State::Lists=$cache/apt/lists" -o "Dir::Cache=$cache/apt/cache"
+	-o Acquire::Languages=none)
+[[ $(id -u) -eq 0 ]] && apt_private+=(-o APT::Sandbox::User=root)
 archive="$cache/test-archive"
 if [[ ! -d $archive ]]; then
 	lists="$cache/apt/lists"
@@ -75,9 +80,6 @@ if [[ ! -d $archive ]]; then
 	headers=$(deps linux-headers-cloud-amd64 linux-headers-)
 	wanted=("$image" "$headers" $(deps "$headers" linux-headers- linux-kbuild-) busybox-static)
 	echo "setup-host: downloading the test archive's packages: ${wanted[*]}"
-	apt_private=(-o "Dir::State::Lists=$lists" -o "Dir::Cache=$cache/apt/cache"
-		-o Acquire::Languages=none)
-	[[ $(id -u) -eq 0 ]] && apt_private+=(-o APT::Sandbox::User=root)
 	for pkg in "${wanted[@]}"; do
 		file=$(field "$pkg" Filename)
 		[[ -n $file ]] || { echo "setup-host: $pkg is not in $index" >&2; exit 2; }
@@ -105,6 +107,24 @@ if [[ ! -f $bpo/InRelease ]]; then
 	/usr/lib/apt/apt-helper cat-file "$index" >"$staging/main/binary-amd64/Packages"
 	mv "$staging" "$bpo"
 fi
+
+# --- Debian's DKMS packages (harness/tests/dkms.rs) --------------------------
+# Two of Debian's own out-of-tree module packages, unpacked as Debian ships
+# them (their trees lie under usr/src/NAME-VERSION with a dkms.conf); the
+# tests build and load them. Delete the directory to refresh them.
+dkms_dir="$cache/dkms-packages"
+for pkg in xtables-addons-dkms dm-writeboost-dkms; do
+	[[ -d $dkms_dir/$pkg ]] && continue
+	echo "setup-host: downloading $pkg"
+	mkdir -p "$dkms_dir"
+	staging=$(mktemp -d "$dkms_dir/.$pkg-XXXXXX")
+	trap 'rm -rf "$staging"' EXIT
+	(cd "$staging" && apt-get -q "${apt_private[@]}" download "$pkg" >/dev/null)
+	dpkg-deb -x "$staging"/*.deb "$staging/tree"
+	mv "$staging/tree" "$dkms_dir/$pkg"
+	rm -rf "$staging"
+	trap - EXIT
+done
 
 # Cache the kernel's KUnit parser, which the tests use to read our KTAP
 # output (tests themselves never download).

@@ -5,11 +5,15 @@
 //! and built there with `make -C <headers> M=<build dir> modules`. The user's
 //! module directory is only ever read.
 
+mod dkms;
+pub mod dkms_conf;
+
 use crate::children;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// Why a module did not build.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +24,28 @@ pub enum BuildError {
         source: std::io::Error,
     },
     #[error(
-        "{dir} has neither a Kbuild nor a Makefile: add a Kbuild file with `obj-m := <name>.o`"
+        "{dir} has no Kbuild, Makefile or dkms.conf: nothing says how to build it; add a Kbuild file with `obj-m := <name>.o`"
     )]
     NoKbuild { dir: PathBuf },
+    #[error("{conf}: {message}")]
+    Dkms { conf: PathBuf, message: String },
+    /// The tree's `BUILD_EXCLUSIVE_*` rules out this kernel: a skip, as
+    /// DKMS skips it, not a failure.
+    #[error("{conf}: not built for this kernel: {reason}")]
+    Excluded { conf: PathBuf, reason: String },
+    #[error("{conf}: {step} failed ({status}):\n{output}")]
+    DkmsStep {
+        conf: PathBuf,
+        step: &'static str,
+        status: String,
+        output: String,
+    },
+    #[error("{conf}: the build made no {module} (BUILT_MODULE_NAME/BUILT_MODULE_LOCATION); it made: {}", if found.is_empty() { "no .ko file".to_string() } else { found.join(", ") })]
+    DkmsModuleMissing {
+        conf: PathBuf,
+        module: String,
+        found: Vec<String>,
+    },
     #[error("cannot run make: {0} (install make)")]
     NoMake(std::io::Error),
     #[error("building {dir} failed (make exited with {status}); the compiler said:\n{output}")]
@@ -147,19 +170,32 @@ fn remove_vanished(entries: &[fs::DirEntry], dst: &Path) -> Result<(), BuildErro
     Ok(())
 }
 
-/// Builds the module in `src` against `headers`, working in `build_dir`.
-/// `kernel` is the kit's identity (release and configuration hash): a
-/// rebuilt kernel at the same headers path never reuses `.ko` files.
-/// `make_args` are the user's variables for kbuild (`W=1`, checked by
-/// [`check_make_arg`]); they are part of the fingerprint, so changing them
-/// rebuilds.
+/// The kernel a module is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The build tree to pass as `make -C` (DKMS's `kernel_source_dir`).
+    pub headers: &'a Path,
+    /// The kit's identity (release and configuration hash): a rebuilt
+    /// kernel at the same headers path never reuses `.ko` files.
+    pub identity: &'a str,
+    /// `uname -r` (DKMS's `kernelver`).
+    pub release: &'a str,
+}
+
+/// Builds the module in `src` for `target`, working in `build_dir`. A
+/// directory inside a DKMS tree (a `dkms.conf` in it or above it) builds
+/// as DKMS builds it. `make_args` are the user's variables for kbuild
+/// (`W=1`, checked by [`check_make_arg`]); they are part of the
+/// fingerprint, so changing them rebuilds.
 pub fn build(
     src: &Path,
-    headers: &Path,
-    kernel: &str,
+    target: &Target,
     make_args: &[String],
     build_dir: &Path,
 ) -> Result<Built, BuildError> {
+    if let Some(root) = dkms::root_of(src) {
+        return dkms::build(&root, target, make_args, build_dir);
+    }
     if !src.join("Kbuild").is_file() && !src.join("Makefile").is_file() {
         return Err(BuildError::NoKbuild {
             dir: src.to_path_buf(),
@@ -167,13 +203,11 @@ pub fn build(
     }
     let sources = mirror(src, build_dir)?;
     let build_abs = fs::canonicalize(build_dir).map_err(io_err(build_dir))?;
+    let headers = target.headers;
     // Even a no-op kbuild run costs most of a second; skip it when neither
     // the sources nor the headers changed since the last good build.
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (sources, headers, kernel, make_args).hash(&mut hasher);
-    let stamp = format!("{:016x}\n", hasher.finish());
-    let stamp_path = build_abs.join(STAMP);
-    if fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+    let stamp = Stamp::new(&build_abs, (sources, headers, target.identity, make_args));
+    if stamp.is_current() {
         if let Ok(modules) = built_modules(&build_abs) {
             if !modules.is_empty() {
                 return Ok(Built {
@@ -183,7 +217,7 @@ pub fn build(
             }
         }
     }
-    let _ = fs::remove_file(&stamp_path);
+    stamp.clear();
     // make runs in the copy, so a relative headers path (`--cache rel`)
     // must not be taken from there.
     let headers_abs = fs::canonicalize(headers).unwrap_or_else(|_| headers.to_path_buf());
@@ -198,37 +232,19 @@ pub fn build(
         // relative paths find their own tree wherever modvm was started.
         .current_dir(&build_abs)
         .env("PWD", &build_abs)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // make and its compilers stop with modvm (Ctrl-C, SIGTERM, SIGKILL),
-    // like the guests do.
-    children::arm(&mut make);
-    let child = make.spawn().map_err(BuildError::NoMake)?;
-    let pid = child.id();
-    children::register(pid);
-    let out = child.wait_with_output();
-    children::unregister(pid);
-    let out = out.map_err(BuildError::NoMake)?;
+        .env("LC_ALL", "C");
+    let (status, stdout, stderr) = run_captured(make, None).map_err(BuildError::NoMake)?;
     let log = format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
     );
-    if !out.status.success() {
-        // The compiler names the build copy; the author edits the original.
-        let output = match fs::canonicalize(src) {
-            Ok(original) => log.replace(
-                &format!("{}/", build_abs.display()),
-                &format!("{}/", original.display()),
-            ),
-            Err(_) => log,
-        };
+    let status = status.expect("no deadline");
+    if !status.success() {
         return Err(BuildError::Compile {
             dir: src.to_path_buf(),
-            status: out.status.to_string(),
-            output,
+            status: status.to_string(),
+            output: to_original(&log, &build_abs, src),
         });
     }
     let modules = built_modules(&build_abs)?;
@@ -237,8 +253,96 @@ pub fn build(
             dir: src.to_path_buf(),
         });
     }
-    fs::write(&stamp_path, stamp).map_err(io_err(&stamp_path))?;
+    stamp.write()?;
     Ok(Built { modules, log })
+}
+
+/// The compiler names the build copy; the author edits the original.
+fn to_original(log: &str, copy: &Path, original: &Path) -> String {
+    match fs::canonicalize(original) {
+        Ok(original) => log.replace(
+            &format!("{}/", copy.display()),
+            &format!("{}/", original.display()),
+        ),
+        Err(_) => log.to_string(),
+    }
+}
+
+/// Runs a build command with its output captured; with a `limit`, a
+/// command still running then is killed and the status is `None`. The
+/// command and whatever it starts stop with modvm (Ctrl-C, SIGTERM,
+/// SIGKILL), like the guests do.
+fn run_captured(
+    mut cmd: Command,
+    limit: Option<Duration>,
+) -> std::io::Result<(Option<ExitStatus>, Vec<u8>, Vec<u8>)> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    children::arm(&mut cmd);
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    children::register(pid);
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = limit.map(|l| Instant::now() + l);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Ok(Some(s)),
+            Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                // SAFETY: plain kill(2) of the child's own process group.
+                unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+                let _ = child.kill();
+                let _ = child.wait();
+                break Ok(None);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => break Err(e),
+        }
+    };
+    children::unregister(pid);
+    let status = status?;
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    Ok((status, stdout, stderr))
+}
+
+/// The fingerprint of the last successful build, kept in the build copy.
+struct Stamp {
+    path: PathBuf,
+    text: String,
+}
+
+impl Stamp {
+    fn new(copy: &Path, inputs: impl Hash) -> Stamp {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        inputs.hash(&mut hasher);
+        Stamp {
+            path: copy.join(STAMP),
+            text: format!("{:016x}\n", hasher.finish()),
+        }
+    }
+
+    fn is_current(&self) -> bool {
+        fs::read_to_string(&self.path).ok().as_deref() == Some(self.text.as_str())
+    }
+
+    fn clear(&self) {
+        let _ = fs::remove_file(&self.path);
+    }
+
+    fn write(&self) -> Result<(), BuildError> {
+        fs::write(&self.path, &self.text).map_err(io_err(&self.path))
+    }
 }
 
 /// Variables modvm sets itself or that move the build elsewhere: given
@@ -519,7 +623,12 @@ mod tests {
     fn a_directory_without_kbuild_is_refused() {
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
-        let e = build(src.path(), Path::new("/nonexistent"), "k", &[], dst.path()).unwrap_err();
+        let target = Target {
+            headers: Path::new("/nonexistent"),
+            identity: "k",
+            release: "6.1.0",
+        };
+        let e = build(src.path(), &target, &[], dst.path()).unwrap_err();
         assert!(matches!(e, BuildError::NoKbuild { .. }));
     }
 }

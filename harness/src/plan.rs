@@ -86,6 +86,16 @@ pub fn build_key(dir: &Path) -> String {
 pub struct Plan {
     pub tests: Vec<PlannedTest>,
     pub unbuilt: Vec<Unbuilt>,
+    /// Tests whose DKMS tree rules this kernel out (`BUILD_EXCLUSIVE_*`).
+    pub excluded: Vec<Excluded>,
+}
+
+/// The selected tests of a DKMS tree that is not built for this kernel,
+/// and why: they are skipped, as DKMS skips them.
+#[derive(Debug)]
+pub struct Excluded {
+    pub names: Vec<String>,
+    pub reason: String,
 }
 
 /// The selected tests of a module directory that did not build.
@@ -96,18 +106,16 @@ pub struct Unbuilt {
 }
 
 /// Builds what the selected tests need and returns them in spec order.
-/// With `keep_going` (a kernel matrix), a module that does not compile for
-/// this kernel is listed in [`Plan::unbuilt`] and the other directories are
-/// still built; without it the first build error ends the plan. `make`
-/// holds the user's make variables for every module build (`--kbuild-arg`).
-#[allow(clippy::too_many_arguments)]
+/// A module that does not compile for this kernel is listed in
+/// [`Plan::unbuilt`] (a result of the run, as a failed test is) and the
+/// other directories are still built. `make` holds the user's make
+/// variables for every module build (`--kbuild-arg`).
 pub fn prepare(
     specs: &[LoadedSpec],
     filter: &[String],
     kit: &Kit,
     make: &[String],
     build_root: &Path,
-    keep_going: bool,
     guest_modules: Option<&GuestModules>,
     build_log: &mut dyn FnMut(&str),
 ) -> Result<Plan, PlanError> {
@@ -130,7 +138,12 @@ pub fn prepare(
             path: lock_path.clone(),
             source,
         })?;
-        let built = kbuild::build(&loaded.dir, &kit.headers, &kit.identity, make, &build_dir)
+        let target = kbuild::Target {
+            headers: &kit.headers,
+            identity: &kit.identity,
+            release: &kit.release,
+        };
+        let built = kbuild::build(&loaded.dir, &target, make, &build_dir)
             .map_err(|source| PlanError::Build {
                 dir: loaded.dir.clone(),
                 source,
@@ -149,10 +162,17 @@ pub fn prepare(
             });
         let (built, helpers) = match built {
             Ok(b) => b,
+            Err(PlanError::Build {
+                source: BuildError::Excluded { conf, reason },
+                ..
+            }) => {
+                plan.excluded.push(Excluded {
+                    names: selected(loaded, filter),
+                    reason: format!("{reason} ({})", conf.display()),
+                });
+                continue;
+            }
             Err(error) => {
-                if !keep_going {
-                    return Err(error);
-                }
                 plan.unbuilt.push(Unbuilt {
                     names: selected(loaded, filter),
                     error,

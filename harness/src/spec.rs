@@ -929,16 +929,26 @@ pub struct LoadedSpec {
 }
 
 /// Reads a spec file or the spec of a module directory. A module directory
-/// without a spec (but with a Kbuild or Makefile) gets a smoke test.
+/// without a spec (but with a Kbuild, a Makefile or a `dkms.conf`) gets a
+/// smoke test.
 pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     let file = if path.is_dir() {
         path.join(SPEC_FILE)
     } else {
         path.to_path_buf()
     };
-    let smoke = path.is_dir()
-        && !file.exists()
-        && (path.join("Kbuild").is_file() || path.join("Makefile").is_file());
+    let has_build_file = ["Kbuild", "Makefile", crate::kbuild::dkms_conf::FILE]
+        .iter()
+        .any(|f| path.join(f).is_file());
+    if path.is_dir() && !file.exists() && !has_build_file {
+        return Err(SpecError::Semantic {
+            path: path.to_path_buf(),
+            message: format!(
+                "no {SPEC_FILE}, Kbuild, Makefile or dkms.conf here: nothing says what to build or test; add a Kbuild with `obj-m := <name>.o` (modvm then loads and unloads the module), or name a module directory"
+            ),
+        });
+    }
+    let smoke = path.is_dir() && !file.exists() && has_build_file;
     let (spec, text) = if smoke {
         let empty = SpecFile {
             suite: None,
@@ -1366,6 +1376,18 @@ mod tests {
             e.contains("control characters") && e.contains("set `suite`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_directory_with_nothing_to_build_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("no modvm.json, Kbuild, Makefile or dkms.conf here"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("dkms.conf"), "PACKAGE_NAME=x\n").unwrap();
+        assert!(load(dir.path()).unwrap().smoke);
     }
 
     #[test]

@@ -16,15 +16,6 @@ fn run(fixtures: &[&str], extra: &[&str]) -> (Output, Value) {
     test_with_report(&args)
 }
 
-fn commands(test: &Value) -> Vec<String> {
-    test["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["command"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 #[test]
 fn in_tree_dependencies_modprobe_and_request_module_work() {
     let (out, report) = run(
@@ -39,9 +30,9 @@ fn in_tree_dependencies_modprobe_and_request_module_work() {
     );
     assert_eq!(out.code, 0, "{}", out.all());
     let xt = result_of_suite(&report, "xt_modvm");
-    assert_eq!(commands(xt)[0], "modprobe -a x_tables", "{xt:#}");
+    assert_eq!(step_commands(xt)[0], "modprobe -a x_tables", "{xt:#}");
     let dm = result_of_suite(&report, "dm_modvm");
-    assert_eq!(commands(dm)[0], "modprobe -a dm_mod", "{dm:#}");
+    assert_eq!(step_commands(dm)[0], "modprobe -a dm_mod", "{dm:#}");
     let loaded: Vec<&str> = dm["steps"][0]["kernel_lines"]
         .as_array()
         .unwrap()
@@ -56,7 +47,7 @@ fn in_tree_dependencies_modprobe_and_request_module_work() {
         let t = result_of_suite(&report, suite);
         assert_eq!(t["status"], "pass", "{suite}: {t:#}");
         assert!(
-            !commands(t)[0].starts_with("modprobe -a"),
+            !step_commands(t)[0].starts_with("modprobe -a"),
             "{suite} needs no in-tree module: {t:#}"
         );
     }
@@ -90,7 +81,11 @@ fn without_its_dependency_a_module_fails_and_the_exporter_is_named() {
     let (out, report) = test_with_report(&[dir.path().to_str().unwrap()]);
     assert_eq!(out.code, 1, "{}", out.all());
     let errno = result_where(&report, "name", "xt_nodep/errno");
-    assert_eq!(commands(&errno)[0], "modprobe -a x_tables", "{errno:#}");
+    assert_eq!(
+        step_commands(&errno)[0],
+        "modprobe -a x_tables",
+        "{errno:#}"
+    );
     assert_eq!(errno["status"], "pass", "{errno:#}");
     let named = result_where(&report, "name", "xt_nodep/named");
     assert_eq!(named["status"], "fail", "{named:#}");

@@ -22,6 +22,14 @@ fn headers() -> PathBuf {
         .headers
 }
 
+fn target(headers: &std::path::Path) -> kbuild::Target<'_> {
+    kbuild::Target {
+        headers,
+        identity: "test",
+        release: "test",
+    }
+}
+
 fn frames_of(log: &str) -> Vec<modvm::outcome::Frame> {
     let lines: Vec<KernelLine> = log.lines().map(KernelLine::parse).collect();
     let crashes = crash::detect(&lines);
@@ -34,8 +42,8 @@ fn frames_of(log: &str) -> Vec<modvm::outcome::Frame> {
 fn symbolized(name: &str, log: &str, function: &str) -> modvm::outcome::Frame {
     let headers = headers();
     let build = tempfile::tempdir().expect("tempdir");
-    let built =
-        kbuild::build(&fixture(name), &headers, "test", &[], build.path()).expect("fixture builds");
+    let built = kbuild::build(&fixture(name), &target(&headers), &[], build.path())
+        .expect("fixture builds");
     let mut frames = frames_of(log);
     symbolize::symbolize(&mut frames, &built.modules);
     frames
@@ -75,8 +83,7 @@ fn return_address_points_at_the_call() {
     let build = tempfile::tempdir().expect("tempdir");
     let built = kbuild::build(
         &fixture("atomic_sleep"),
-        &headers,
-        "test",
+        &target(&headers),
         &[],
         build.path(),
     )

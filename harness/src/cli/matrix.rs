@@ -5,7 +5,7 @@
 use crate::kernel::profile::{self, KernelProfile, Source};
 use crate::kernel::{host, Kit};
 use crate::outcome::{Status, TestResult};
-use crate::plan::Unbuilt;
+use crate::plan::Plan;
 use crate::prereq;
 use crate::spec::{LoadedSpec, SpecError};
 use anyhow::{bail, Result};
@@ -94,10 +94,20 @@ pub fn check_spec_kernels(specs: &[LoadedSpec], run: &[KernelProfile]) -> Result
 }
 
 /// One error result per test whose module did not build for `profile`,
-/// carrying the compiler's messages.
-pub fn unbuilt_results(unbuilt: &[Unbuilt], profile: &KernelProfile, kit: &Kit) -> Vec<TestResult> {
+/// carrying the compiler's messages; one skip per test whose DKMS tree
+/// rules the kernel out.
+pub fn unbuilt_results(plan: &Plan, profile: &KernelProfile, kit: &Kit) -> Vec<TestResult> {
     let mut out = Vec::new();
-    for u in unbuilt {
+    for x in &plan.excluded {
+        for name in &x.names {
+            let mut t = TestResult::not_run(name.clone(), profile.name.clone(), PathBuf::new(), "");
+            t.status = Status::Skip;
+            t.kernel_release = kit.release.clone();
+            t.message = Some(x.reason.clone());
+            out.push(t);
+        }
+    }
+    for u in &plan.unbuilt {
         // The build error quotes the compiler's output in its own text.
         let why = u.error.to_string();
         for name in &u.names {

@@ -9,6 +9,7 @@ use crate::guest::launcher::{Cold, Launcher, Restore};
 use crate::guest::{gdb, Guest, GuestLogs};
 use crate::kernel::profile::KernelProfile;
 use crate::kernel::{self, Kit};
+use crate::outcome::Status;
 use crate::qemu::{Accel, GdbStub, QemuConfig};
 use crate::report::human::spinner;
 use crate::runner::{self, RunConfig};
@@ -154,7 +155,6 @@ pub fn prepare(
     prereq::ensure(&tools, &mut say)?;
     let gdb_port = gdb_port(args.gdb)?;
 
-    let keep_going = profiles.len() > 1;
     let mut prepared = Vec::new();
     for profile in &profiles {
         let kit = {
@@ -197,7 +197,6 @@ pub fn prepare(
                     &kit,
                     &kbuild_args,
                     &build_root,
-                    keep_going,
                     guest_modules.as_ref(),
                     &mut |log| {
                         if verbose {
@@ -275,7 +274,7 @@ pub fn prepare(
             // To pause the guest after each insmod (see `guest::gdb`).
             qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
         }
-        let unbuilt = matrix::unbuilt_results(&plan.unbuilt, &profile, &kit);
+        let unbuilt = matrix::unbuilt_results(&plan, &profile, &kit);
         runs.push(runner::KernelRun {
             config: RunConfig {
                 qemu,
@@ -304,7 +303,11 @@ pub fn prepare(
         run.tests.retain(|t| ours.contains(&t.name()));
         run.unbuilt.retain(|r| ours.contains(&r.name));
     }
-    let unbuilt_count = runs.iter().map(|r| r.unbuilt.len()).sum();
+    let unbuilt_count = runs
+        .iter()
+        .flat_map(|r| &r.unbuilt)
+        .filter(|t| t.status == Status::Error)
+        .count();
     Ok(Prepared {
         runs,
         artifacts,

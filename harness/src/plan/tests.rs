@@ -103,7 +103,7 @@ fn kit_without_headers(root: &Path) -> Kit {
 }
 
 #[test]
-fn a_directory_that_does_not_build_ends_the_plan_or_is_set_aside_in_a_matrix() {
+fn a_directory_that_does_not_build_is_set_aside_and_the_others_still_build() {
     let root = tempfile::tempdir().unwrap();
     let good = module(root.path(), "good", Some(TWO_TESTS));
     // No Kbuild or Makefile: the build fails before make runs.
@@ -118,9 +118,10 @@ fn a_directory_that_does_not_build_ends_the_plan_or_is_set_aside_in_a_matrix() {
     let mut log = |_: &str| logs += 1;
 
     let specs = [bare, good];
-    let err = prepare(&specs, &[], &kit, &[], &builds, false, None, &mut log).unwrap_err();
+    let plan = prepare(&specs, &[], &kit, &[], &builds, None, &mut log).unwrap();
+    let err = &plan.unbuilt[0].error;
     assert!(
-        matches!(&err, PlanError::Build { dir, .. } if *dir == empty),
+        matches!(err, PlanError::Build { dir, .. } if *dir == empty),
         "{err}"
     );
     assert!(err
@@ -133,7 +134,6 @@ fn a_directory_that_does_not_build_ends_the_plan_or_is_set_aside_in_a_matrix() {
         &kit,
         &[],
         &builds,
-        true,
         None,
         &mut log,
     )
@@ -155,7 +155,6 @@ fn a_directory_that_does_not_build_ends_the_plan_or_is_set_aside_in_a_matrix() {
         &kit,
         &[],
         &builds,
-        false,
         None,
         &mut log,
     )

@@ -55,6 +55,16 @@ pub fn result_of_suite<'a>(report: &'a serde_json::Value, suite: &str) -> &'a se
         .unwrap_or_else(|| panic!("no test of {suite} in {report:#}"))
 }
 
+/// The commands of a reported test's steps, in order.
+pub fn step_commands(test: &serde_json::Value) -> Vec<String> {
+    test["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["command"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The result in `report` whose `field` equals `value`.
 pub fn result_where(report: &serde_json::Value, field: &str, value: &str) -> serde_json::Value {
     report["tests"]
