@@ -30,6 +30,20 @@ impl Lock {
         }
         Ok(Lock { _file: file })
     }
+
+    /// Takes the lock on `path` if no other process holds it; `None` when
+    /// one does (or the file cannot be opened: someone else's business).
+    pub fn try_exclusive(path: &Path) -> Option<Lock> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ok()?;
+        // SAFETY: flock on a descriptor we own.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        taken.then_some(Lock { _file: file })
+    }
 }
 
 #[cfg(test)]
@@ -37,6 +51,16 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
     use std::time::Duration;
+
+    #[test]
+    fn trying_a_held_lock_fails_at_once_and_succeeds_once_it_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let first = Lock::try_exclusive(&path).unwrap();
+        assert!(Lock::try_exclusive(&path).is_none());
+        drop(first);
+        assert!(Lock::try_exclusive(&path).is_some());
+    }
 
     #[test]
     fn a_second_taker_waits_for_the_first() {

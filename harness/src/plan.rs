@@ -232,6 +232,15 @@ pub fn prepare(
         // own get one each.
         let mut written: Vec<(Vec<GuestFile>, PathBuf)> = Vec::new();
         for spec in tests {
+            if guest_modules.is_none() {
+                if let Some(reason) = needs_module_tree(&spec, kit) {
+                    plan.excluded.push(Excluded {
+                        names: vec![full_name(loaded, &spec)],
+                        reason,
+                    });
+                    continue;
+                }
+            }
             let mut files = common.clone();
             files.extend(shipped(loaded, &spec.files));
             check_collisions(loaded, &spec, &files)?;
@@ -286,6 +295,20 @@ pub fn prepare(
         }
     }
     Ok(plan)
+}
+
+/// Why a test cannot run on a kernel without a module tree of its own
+/// (the debug kernel: its drivers are built in or absent): a `modprobe`
+/// step there could only fail, so the test is skipped with this reason.
+fn needs_module_tree(test: &TestSpec, kit: &Kit) -> Option<String> {
+    let name = test.steps.iter().find_map(|s| match &s.action {
+        Action::Modprobe(m) => Some(&m.name),
+        _ => None,
+    })?;
+    Some(format!(
+        "`modprobe {name}` needs the kernel's own modules, and {} ({}) has no module tree; run it on a Debian kernel (`--kernel debian-6.1-cloud`)",
+        kit.profile, kit.release
+    ))
 }
 
 /// The spec's `files` as the guest gets them (paths relative to the spec).

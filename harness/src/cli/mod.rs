@@ -467,6 +467,61 @@ mod tests {
     }
 
     #[test]
+    fn suites_named_after_directories_of_one_name_take_their_parents_names() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in ["a/x/hello", "b/x/hello", "c/hello", "s1", "s2"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+            std::fs::write(r.join(d).join("Kbuild"), "obj-m := hello.o\n").unwrap();
+        }
+        let paths: Vec<std::path::PathBuf> = ["a/x/hello", "b/x/hello", "c/hello"]
+            .iter()
+            .map(|d| r.join(d))
+            .collect();
+        let specs = prepare::load_specs(&paths).unwrap();
+        let suites: Vec<&str> = specs.iter().map(|s| s.suite.as_str()).collect();
+        assert_eq!(suites, ["a-x-hello", "b-x-hello", "hello"]);
+        // Named alike by their specs: the author's to rename.
+        for d in ["s1", "s2"] {
+            std::fs::write(
+                r.join(d).join("modvm.json"),
+                r#"{ "suite": "same", "tests": [{ "name": "t", "steps": [{ "run": "true" }] }] }"#,
+            )
+            .unwrap();
+        }
+        let e = prepare::load_specs(&[r.join("s1"), r.join("s2")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("are both suite \"same\""), "{e}");
+    }
+
+    #[test]
+    fn pruning_passes_over_a_run_still_in_progress() {
+        let out = tempfile::tempdir().unwrap();
+        let runs = out.path().join("runs");
+        for n in ["20260101-000000-1", "20260101-000001-2"] {
+            std::fs::create_dir_all(runs.join(n)).unwrap();
+        }
+        // The older one is another run's, still going.
+        let held = crate::lock::Lock::try_exclusive(
+            &runs.join("20260101-000000-1").join(".in-progress.lock"),
+        )
+        .unwrap();
+        let (mine, lock) = prepare::new_run_dir(out.path(), 1).unwrap();
+        assert!(mine.is_dir());
+        assert!(runs.join("20260101-000000-1").is_dir(), "in progress: kept");
+        assert!(!runs.join("20260101-000001-2").exists(), "finished: pruned");
+        drop(held);
+        // (The same process in the same second gets the same name again.)
+        drop(lock);
+        let (_again, _lock) = prepare::new_run_dir(out.path(), 1).unwrap();
+        assert!(
+            !runs.join("20260101-000000-1").exists(),
+            "finished now: pruned"
+        );
+    }
+
+    #[test]
     fn stamps_are_utc_civil_dates() {
         for (secs, want) in [
             (0, "19700101-000000"),

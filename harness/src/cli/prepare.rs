@@ -9,6 +9,7 @@ use crate::guest::launcher::{Cold, Launcher, Restore};
 use crate::guest::{gdb, Guest, GuestLogs};
 use crate::kernel::profile::KernelProfile;
 use crate::kernel::{self, Kit};
+use crate::lock::Lock;
 use crate::outcome::Status;
 use crate::qemu::{Accel, GdbStub, QemuConfig};
 use crate::report::human::spinner;
@@ -90,6 +91,8 @@ pub struct Prepared {
     pub runs: Vec<runner::KernelRun>,
     pub artifacts: PathBuf,
     pub unbuilt: usize,
+    /// Held until the run ends: its directory is not pruned meanwhile.
+    pub run_lock: Lock,
 }
 
 /// The error of `test` and `list` when the filters select nothing (exit 2
@@ -212,7 +215,7 @@ pub fn prepare(
         prepared.push((profile.clone(), kit, plan, guest_modules));
     }
 
-    let artifacts = new_run_dir(&args.out, args.keep_runs)?;
+    let (artifacts, run_lock) = new_run_dir(&args.out, args.keep_runs)?;
     let mut runs = Vec::new();
     for (profile, kit, plan, guest_modules) in prepared {
         let memory = args.memory.unwrap_or(profile.memory_mib);
@@ -312,6 +315,7 @@ pub fn prepare(
         runs,
         artifacts,
         unbuilt: unbuilt_count,
+        run_lock,
     })
 }
 
@@ -396,19 +400,77 @@ pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<spec::LoadedSpec>> {
         if !seen.insert(identity) {
             continue;
         }
-        // Test names (`suite/test`) name reports and log directories.
-        if let Some(other) = specs.iter().find(|s| s.suite == loaded.suite) {
+        specs.push(loaded);
+    }
+    distinct_suites(&mut specs)?;
+    Ok(specs)
+}
+
+/// Test names (`suite/test`) name reports and log directories, so no two
+/// suites of a run may share a name. A suite named after its directory
+/// (no `suite` in a spec) that meets another of the same name takes its
+/// parent directories' names in front (`a/hello` and `b/hello` become
+/// `a-hello` and `b-hello`), as many as it takes; two suites the specs
+/// name alike are the author's to rename.
+fn distinct_suites(specs: &mut [spec::LoadedSpec]) -> Result<()> {
+    let mut depth = vec![1usize; specs.len()];
+    // Each round lengthens at least one name, and a name cannot grow past
+    // its path: bounded.
+    loop {
+        let clash = (0..specs.len()).find_map(|i| {
+            (i + 1..specs.len())
+                .find(|&j| specs[i].suite == specs[j].suite)
+                .map(|j| (i, j))
+        });
+        let Some((i, j)) = clash else {
+            return Ok(());
+        };
+        let mut renamed = false;
+        for k in [i, j] {
+            if specs[k].spec.suite.is_some() {
+                continue;
+            }
+            if let Some(longer) = suite_from_path(&specs[k].dir, depth[k] + 1) {
+                depth[k] += 1;
+                specs[k].suite = longer;
+                renamed = true;
+            }
+        }
+        if !renamed {
             bail!(
                 "{} and {} are both suite {:?}; give one a different `suite` in its {} (or rename its directory)",
-                origin(other),
-                origin(&loaded),
-                loaded.suite,
+                origin(&specs[i]),
+                origin(&specs[j]),
+                specs[i].suite,
                 spec::SPEC_FILE
             );
         }
-        specs.push(loaded);
     }
-    Ok(specs)
+}
+
+/// The last `depth` components of the directory's real path joined by
+/// `-`; `None` when the path has fewer, or one of them is not a printable
+/// name.
+fn suite_from_path(dir: &Path, depth: usize) -> Option<String> {
+    let real = std::fs::canonicalize(dir).ok()?;
+    let parts: Vec<String> = real
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    if parts.len() < depth {
+        return None;
+    }
+    let tail = &parts[parts.len() - depth..];
+    if tail
+        .iter()
+        .any(|p| p.chars().any(char::is_control) || p.contains('/'))
+    {
+        return None;
+    }
+    Some(tail.join("-"))
 }
 
 /// Where a suite comes from, for messages.
@@ -422,20 +484,31 @@ fn origin(loaded: &spec::LoadedSpec) -> String {
 
 /// `<out>/runs/<UTC stamp>-<pid>`, plus a `latest` link to it; runs
 /// beyond the newest `keep` (0: all) are removed.
-fn new_run_dir(out: &Path, keep: usize) -> Result<PathBuf> {
+/// A lock file in every run directory, held while its run is in progress:
+/// pruning (`--keep-runs`) by another run passes over a directory whose
+/// lock it cannot take, so a run's artifacts and the report that names
+/// them are never removed under it. The kernel drops the lock when the run
+/// ends however it ends.
+const RUN_LOCK: &str = ".in-progress.lock";
+
+pub(super) fn new_run_dir(out: &Path, keep: usize) -> Result<(PathBuf, Lock)> {
     let runs = out.join("runs");
     let name = format!("{}-{}", utc_stamp(), std::process::id());
     let dir = runs.join(&name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock = Lock::try_exclusive(&dir.join(RUN_LOCK))
+        .with_context(|| format!("cannot lock {}", dir.join(RUN_LOCK).display()))?;
     let latest = runs.join("latest");
     let _ = std::fs::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(&name, &latest);
     if keep > 0 {
         for old in old_runs(&runs, keep) {
-            let _ = std::fs::remove_dir_all(old);
+            if let Some(_in_use_by_none) = Lock::try_exclusive(&old.join(RUN_LOCK)) {
+                let _ = std::fs::remove_dir_all(old);
+            }
         }
     }
-    Ok(dir)
+    Ok((dir, lock))
 }
 
 /// Run directories of `runs` beyond the newest `keep`. Only names modvm

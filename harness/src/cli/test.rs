@@ -157,6 +157,7 @@ fn prepare_and_run(
         mut runs,
         artifacts,
         unbuilt,
+        run_lock: _run_lock,
     } = prepare::prepare(&args.guest, &request, planned)?;
     if args.keep {
         for run in &mut runs {

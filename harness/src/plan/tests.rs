@@ -208,3 +208,24 @@ fn a_file_shipped_onto_a_module_is_refused_at_its_dest() {
     );
     assert!(e.contains("give it another `dest`"), "{e}");
 }
+
+#[test]
+fn a_modprobe_step_on_a_kernel_without_a_module_tree_says_why_it_cannot_run() {
+    let root = tempfile::tempdir().unwrap();
+    let kit = kit_without_headers(root.path());
+    let spec = spec::parse(
+        r#"{"tests": [
+          {"name": "a", "steps": [{"run": "true"}, {"modprobe": "null_blk"}]},
+          {"name": "b", "steps": [{"insmod": "m"}]}
+        ]}"#,
+        Path::new("modvm.json"),
+    )
+    .unwrap();
+    let why = needs_module_tree(&spec.tests[0], &kit).unwrap();
+    assert!(
+        why.contains("`modprobe null_blk` needs the kernel's own modules")
+            && why.contains("--kernel"),
+        "{why}"
+    );
+    assert_eq!(needs_module_tree(&spec.tests[1], &kit), None);
+}

@@ -113,7 +113,11 @@ impl Human {
 
     fn detail(&mut self, t: &TestResult) {
         if let Some(m) = t.message.as_ref().filter(|_| !t.message_repeats_a_step()) {
-            self.line(&format!("    {}", printable(m)));
+            // Line by line: a compiler's output stays readable, and each
+            // line is still made safe for the terminal.
+            for line in m.lines() {
+                self.line(&format!("    {}", printable(line)));
+            }
         }
         if let Some(c) = &t.crash {
             self.crash_detail(c);
