@@ -33,7 +33,7 @@ if ((${#missing[@]})); then
 fi
 
 # Download the default guest kernel kit once, so parallel tests find it cached.
-cargo run -q -- fetch --kernel debian-6.1-cloud,debian-6.12-cloud
+cargo run -q -- fetch --kernel debian-6.1-cloud,debian-6.12-cloud,debian-6.1-generic
 # Build the sanitizer kernel once (about 5 minutes on 2 cores; cached).
 cargo run -q -- fetch --kernel debug
 
@@ -109,11 +109,11 @@ if [[ ! -f $bpo/InRelease ]]; then
 fi
 
 # --- Debian's DKMS packages (harness/tests/dkms.rs) --------------------------
-# Two of Debian's own out-of-tree module packages, unpacked as Debian ships
+# Three of Debian's own out-of-tree module packages, unpacked as Debian ships
 # them (their trees lie under usr/src/NAME-VERSION with a dkms.conf); the
 # tests build and load them. Delete the directory to refresh them.
 dkms_dir="$cache/dkms-packages"
-for pkg in xtables-addons-dkms dm-writeboost-dkms; do
+for pkg in xtables-addons-dkms dm-writeboost-dkms v4l2loopback-dkms; do
 	[[ -d $dkms_dir/$pkg ]] && continue
 	echo "setup-host: downloading $pkg"
 	mkdir -p "$dkms_dir"

@@ -2,9 +2,10 @@
 //! packages (dkms.conf with PRE_BUILD, modules in subdirectories, a header
 //! outside them, a `$(PWD)` Makefile, a script that needs its exec bit)
 //! built from `/` as working directory, with no spec and with one; a tree
-//! whose BUILD_EXCLUSIVE_CONFIG rules the kernel out is a skip; and two of
-//! Debian's own packages exactly as Debian ships them (downloaded by
-//! `scripts/setup-host.sh`, never by a test).
+//! whose BUILD_EXCLUSIVE_CONFIG rules the kernel out is a skip; and three
+//! of Debian's own packages exactly as Debian ships them (downloaded by
+//! `scripts/setup-host.sh`, never by a test), one of them a V4L2 driver
+//! that only the generic flavour can load.
 
 mod common;
 
@@ -15,6 +16,10 @@ use std::path::{Path, PathBuf};
 /// `modvm test --json` started in `/`, so nothing can lean on the working
 /// directory.
 fn test_from_root(dirs: &[&Path]) -> (Output, Value) {
+    test_from_root_on(&[], dirs)
+}
+
+fn test_from_root_on(flags: &[&str], dirs: &[&Path]) -> (Output, Value) {
     let out = out_dir();
     let report = out.path().join("report.json");
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_modvm"))
@@ -24,6 +29,7 @@ fn test_from_root(dirs: &[&Path]) -> (Output, Value) {
         .arg(out.path())
         .arg("--json")
         .arg(&report)
+        .args(flags)
         .args(dirs)
         .stdin(std::process::Stdio::null())
         .output()
@@ -233,4 +239,29 @@ fn debian_s_own_dkms_packages_build_and_load_as_shipped() {
     assert_eq!(top["function"], "chaos_tg_exit", "{chaos:#}");
     assert_eq!(top["file"], "extensions/xt_CHAOS.c", "{chaos:#}");
     assert!(top["line"].as_u64().is_some(), "{chaos:#}");
+}
+
+#[test]
+fn v4l2loopback_loads_on_the_generic_flavour_and_is_skipped_on_cloud() {
+    // Its dkms.conf sources the kernel's .config and sets
+    // BUILD_EXCLUSIVE_KERNEL to a string no release matches when V4L2 is
+    // missing: the cloud flavour has no CONFIG_VIDEO_DEV.
+    let tree = debian_tree("v4l2loopback-dkms");
+    let (out, report) = test_from_root_on(
+        &["--kernel", "debian-6.1-generic,debian-6.1-cloud"],
+        &[&tree],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let generic = result_where(&report, "kernel", "debian-6.1-generic");
+    assert_eq!(generic["status"], "pass", "{generic:#}");
+    // videodev (V4L2's core) comes from the kernel's own modules.
+    assert_eq!(
+        step_commands(&generic)[0],
+        "modprobe -a videodev",
+        "{generic:#}"
+    );
+    let cloud = result_where(&report, "kernel", "debian-6.1-cloud");
+    assert_eq!(cloud["status"], "skip", "{cloud:#}");
+    let why = cloud["message"].as_str().unwrap();
+    assert!(why.contains("CONFIG_VIDEO_DEV"), "{why}");
 }

@@ -107,16 +107,33 @@ pub(super) fn follow_meta(apt: &Apt, package: &str, prefix: &str) -> Result<Pack
     }
 }
 
-/// The dependency that shares the package's prefix and flavour suffix.
+/// The dependency that shares the package's prefix and flavour suffix:
+/// `linux-image-cloud-amd64` → `linux-image-6.1.0-56-cloud-amd64`,
+/// `linux-image-amd64` → `linux-image-6.1.0-56-amd64` (and not the cloud
+/// one, whose name also ends in `-amd64`), `linux-image-6.12-cloud-amd64`
+/// → `linux-image-6.12.95+deb12-cloud-amd64`.
 fn flavoured_target(info: &PackageInfo, prefix: &str) -> Option<String> {
-    let parts: Vec<&str> = info.name.rsplitn(3, '-').collect();
-    if parts.len() < 3 {
-        return None;
-    }
-    let flavour = format!("-{}-{}", parts[1], parts[0]);
+    let tail = info.name.strip_prefix(prefix)?;
+    // A leading version in the meta-package's name (`6.12-`) is not part
+    // of the flavour.
+    let flavour = match tail.split_once('-') {
+        Some((first, rest)) if first.starts_with(|c: char| c.is_ascii_digit()) => rest,
+        _ => tail,
+    };
+    let is_version = |v: &str| {
+        !v.is_empty()
+            && v.split('-')
+                .all(|part| part.starts_with(|c: char| c.is_ascii_digit()))
+    };
     info.depends
         .iter()
-        .find(|d| d.starts_with(prefix) && d.ends_with(&flavour) && **d != info.name)
+        .find(|d| {
+            **d != info.name
+                && d.strip_prefix(prefix)
+                    .and_then(|r| r.strip_suffix(flavour))
+                    .and_then(|r| r.strip_suffix('-'))
+                    .is_some_and(is_version)
+        })
         .cloned()
 }
 
@@ -160,6 +177,17 @@ mod tests {
             &["linux-headers-6.1.0-56-common", "linux-kbuild-6.1"],
         );
         assert_eq!(flavoured_target(&hdr, "linux-headers-"), None);
+        let generic = info(
+            "linux-image-amd64",
+            &[
+                "linux-image-6.1.0-56-cloud-amd64",
+                "linux-image-6.1.0-56-amd64",
+            ],
+        );
+        assert_eq!(
+            flavoured_target(&generic, "linux-image-").as_deref(),
+            Some("linux-image-6.1.0-56-amd64")
+        );
         let img = info("linux-image-6.1.0-56-cloud-amd64", &["kmod", "linux-base"]);
         assert_eq!(flavoured_target(&img, "linux-image-"), None);
     }

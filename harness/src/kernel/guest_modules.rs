@@ -31,13 +31,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bumped when the disk's layout or the boot list changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// The disk's serial number, which the init looks for.
 pub const SERIAL: &str = "modvm-modules";
 /// Where the boot modules go in the initramfs.
 const BOOT_DIR: &str = "/lib/modvm-boot";
 /// What the disk needs, in load order.
 const DISK_NEEDS: [&str; 3] = ["virtio_pci", "virtio_blk", "ext4"];
+
+/// Loaded before `ext4` where the kernel has them as modules: ext4 asks the
+/// crypto API for `crc32c` (a soft dependency, not in `modules.dep`), and
+/// before the disk is mounted nothing can load it on demand (Debian's
+/// generic flavour has it as a module, the cloud one built in).
+const DISK_SOFT_NEEDS: [&str; 1] = ["crc32c_generic"];
 
 /// A kit's modules as the guest gets them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +122,24 @@ pub fn ensure(
     }
     let staged = staging.keep();
     fs::rename(&staged, &dir).map_err(io_err(&dir))?;
+    remove_superseded(&root, &kit.profile, &dir);
     Ok(load(&dir).flatten())
+}
+
+/// Disks of the same profile written for an older kit or format: a guest
+/// still running from one keeps its open file; new runs never pick them.
+fn remove_superseded(root: &Path, profile: &str, current: &Path) {
+    let prefix = format!("{profile}-");
+    for entry in fs::read_dir(root).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name
+            .strip_prefix(&prefix)
+            .is_some_and(|key| key.len() == 16 && key.chars().all(|c| c.is_ascii_hexdigit()));
+        if ours && path != current && path.is_dir() {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// The kit's `lib/modules/<release>`: inside a Debian kit, or beside the
@@ -314,6 +337,11 @@ fn boot_order(
     builtin: &HashSet<String>,
 ) -> Result<Vec<String>, String> {
     let mut order = Vec::new();
+    for soft in DISK_SOFT_NEEDS {
+        if !builtin.contains(soft) && graph.contains_key(soft) {
+            visit(soft, graph, &mut order);
+        }
+    }
     for need in DISK_NEEDS {
         if builtin.contains(need) {
             continue;
@@ -387,6 +415,23 @@ kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/
                 "virtio",
                 "virtio_pci",
                 "virtio_blk"
+            ]
+        );
+        // crc32c as a module (the generic flavour) goes before ext4.
+        let generic = parse_deps(&format!(
+            "{deps}kernel/crypto/crc32c_generic.ko:\nkernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko\nkernel/fs/jbd2/jbd2.ko:\n"
+        ));
+        assert_eq!(
+            boot_order(&generic, &HashSet::new()).unwrap(),
+            [
+                "crc32c_generic",
+                "virtio_pci_modern_dev",
+                "virtio_ring",
+                "virtio",
+                "virtio_pci",
+                "virtio_blk",
+                "jbd2",
+                "ext4"
             ]
         );
         let none = parse_deps("kernel/drivers/virtio/virtio_pci.ko:\n");

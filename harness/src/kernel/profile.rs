@@ -130,6 +130,14 @@ const BUILTIN: &[(&str, &str)] = &[
         "debian-6.12-cloud",
         include_str!("../../../images/kernels/debian-6.12-cloud.json"),
     ),
+    (
+        "debian-6.1-generic",
+        include_str!("../../../images/kernels/debian-6.1-generic.json"),
+    ),
+    (
+        "debian-6.12-generic",
+        include_str!("../../../images/kernels/debian-6.12-generic.json"),
+    ),
     ("debug", include_str!("../../../images/kernels/debug.json")),
     ("host", include_str!("../../../images/kernels/host.json")),
 ];
