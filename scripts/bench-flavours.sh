@@ -36,7 +36,7 @@ boot_ms() {
 import json, sys
 t = json.load(open(sys.argv[1]))["tests"][0]
 if t["status"] != "pass" or t["guest"] != sys.argv[2]:
-    sys.exit(f"bench-flavours: {sys.argv[1]}: {t[\"status\"]} ({t[\"guest\"]}), wanted a {sys.argv[2]} pass")
+    sys.exit("bench-flavours: %s: %s (%s), wanted a %s pass" % (sys.argv[1], t["status"], t["guest"], sys.argv[2]))
 print(t["boot_ms"])' "$@"
 }
 hello() { # profile, json, extra flags…

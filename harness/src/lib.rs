@@ -21,6 +21,7 @@ pub mod kernel;
 pub mod klog;
 pub mod lock;
 pub mod logsink;
+pub mod machine;
 pub mod outcome;
 pub mod partition;
 pub mod paths;

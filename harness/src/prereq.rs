@@ -1,5 +1,6 @@
 //! Host prerequisites: what modvm needs on the host, and how to get it.
 
+use crate::machine::Arch;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -20,7 +21,11 @@ pub fn required(compiler: &str) -> Vec<Tool> {
         why: why.into(),
     };
     vec![
-        t("qemu-system-x86_64", "qemu-system-x86", "boots the guest"),
+        t(
+            Arch::DEFAULT.qemu_binary(),
+            Arch::DEFAULT.qemu_package(),
+            "boots the guest",
+        ),
         t("make", "make", "builds the module (kbuild)"),
         t(
             compiler,

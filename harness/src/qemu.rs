@@ -1,6 +1,7 @@
 //! The QEMU command line, built by a pure function so it can be unit tested
 //! and saved beside each test's logs exactly as run.
 
+use crate::machine::Machine;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -21,32 +22,36 @@ impl std::fmt::Display for Accel {
     }
 }
 
-/// Everything that decides one guest's command line.
+/// Everything that decides one guest's command line but the plumbing.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
     pub binary: PathBuf,
     pub accel: Accel,
+    /// The guest itself: architecture, memory, CPUs, kernel parameters,
+    /// devices.
+    pub machine: Machine,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    /// Extra kernel parameters from the kernel profile and the user.
-    pub extra_cmdline: String,
-    pub memory_mib: u32,
-    /// Guest CPUs.
-    pub smp: u32,
-    /// Unix socket QEMU listens on for the shell UART (ttyS0).
-    pub console_socket: PathBuf,
-    /// A QMP monitor socket (to save a guest, and to see a restore end).
-    pub qmp_socket: Option<PathBuf>,
+    /// Whether QEMU gets a QMP monitor (to save a guest, to see a restore
+    /// end, to pause a guest for the debugger).
+    pub monitor: bool,
     /// A saved guest state to resume instead of booting.
     pub incoming: Option<PathBuf>,
-    /// `incoming` already open in the child as this descriptor.
-    pub incoming_fd: Option<i32>,
     /// QEMU's gdb stub on a loopback port, the guest paused until a
     /// debugger continues it (`--gdb`).
     pub gdb: Option<GdbStub>,
-    /// The read-only disk of the kernel's own modules (virtio-blk, found by
-    /// its serial in the guest; see `kernel::guest_modules`).
-    pub modules_disk: Option<PathBuf>,
+}
+
+/// What connects one running QEMU to modvm: paths and descriptors that
+/// exist only while it runs, chosen when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct Plumbing {
+    /// Unix socket QEMU listens on for the shell UART (ttyS0).
+    pub console_socket: PathBuf,
+    /// The QMP monitor's socket, for a config with `monitor`.
+    pub qmp_socket: Option<PathBuf>,
+    /// The saved state already open in the child as this descriptor.
+    pub incoming_fd: Option<i32>,
 }
 
 /// A gdb stub to open, and what the debugger needs to know beside it.
@@ -68,7 +73,7 @@ pub const BASE_CMDLINE: &str = "console=ttyS1 panic=-1 rdinit=/init";
 impl QemuConfig {
     /// The kernel command line as passed to `-append`.
     pub fn cmdline(&self) -> String {
-        let extra = self.extra_cmdline.trim();
+        let extra = self.machine.cmdline.trim();
         if extra.is_empty() {
             BASE_CMDLINE.to_string()
         } else {
@@ -76,26 +81,14 @@ impl QemuConfig {
         }
     }
 
-    /// Arguments after the binary name.
+    /// Arguments after the binary name: the machine, then how it is run
+    /// and connected.
     ///
-    /// `-M pc -nodefaults` keeps the machine to two UARTs and nothing that
-    /// slows a TCG boot (GUIDE: PCI link IRQ probing costs ~0.5 s a line).
     /// ttyS0 is a Unix socket that QEMU waits on (`wait=on`), so no console
     /// byte is produced before modvm is connected; ttyS1 is QEMU's stdout.
-    pub fn args(&self) -> Vec<OsString> {
-        let mut a: Vec<OsString> = Vec::new();
+    pub fn args(&self, plumbing: &Plumbing) -> Vec<OsString> {
+        let mut a: Vec<OsString> = self.machine.args();
         let mut push = |s: &str| a.push(OsString::from(s));
-        push("-M");
-        push("pc");
-        push("-nodefaults");
-        push("-no-user-config");
-        push("-display");
-        push("none");
-        push("-no-reboot");
-        push("-smp");
-        push(&self.smp.max(1).to_string());
-        push("-m");
-        push(&self.memory_mib.to_string());
         match self.accel {
             Accel::Kvm => {
                 push("-accel");
@@ -111,7 +104,7 @@ impl QemuConfig {
         push("-chardev");
         push(&format!(
             "socket,id=shell,path={},server=on,wait=on",
-            self.console_socket.display()
+            plumbing.console_socket.display()
         ));
         push("-serial");
         push("chardev:shell");
@@ -125,21 +118,7 @@ impl QemuConfig {
         a.push(self.initrd.clone().into_os_string());
         a.push("-append".into());
         a.push(self.cmdline().into());
-        if let Some(disk) = &self.modules_disk {
-            // QEMU's option syntax doubles a comma inside a value.
-            let file = disk.to_string_lossy().replace(',', ",,");
-            a.push("-drive".into());
-            a.push(format!("file={file},if=none,id=modules,format=raw,readonly=on").into());
-            a.push("-device".into());
-            a.push(
-                format!(
-                    "virtio-blk-pci,drive=modules,serial={}",
-                    crate::kernel::guest_modules::SERIAL
-                )
-                .into(),
-            );
-        }
-        if let Some(qmp) = &self.qmp_socket {
+        if let (true, Some(qmp)) = (self.monitor, &plumbing.qmp_socket) {
             a.push("-qmp".into());
             a.push(format!("unix:{},server=on,wait=off", qmp.display()).into());
             // The guest is paused to be saved; without this the state would
@@ -149,7 +128,7 @@ impl QemuConfig {
         }
         if let Some(state) = &self.incoming {
             a.push("-incoming".into());
-            a.push(incoming_uri(state, self.incoming_fd).into());
+            a.push(incoming_uri(state, plumbing.incoming_fd).into());
         }
         if let Some(gdb) = &self.gdb {
             // `-S`: no guest instruction runs before the debugger says
@@ -168,11 +147,12 @@ impl QemuConfig {
     /// out, a saved state is read by `cat`).
     pub fn display(&self) -> String {
         let mut out = shell_quote(&self.binary.to_string_lossy());
-        let mut runnable = self.clone();
-        runnable.incoming_fd = None;
-        runnable.qmp_socket = None;
-        runnable.console_socket = PathBuf::from("ttyS0.sock");
-        for arg in runnable.args() {
+        let runnable = Plumbing {
+            console_socket: PathBuf::from("ttyS0.sock"),
+            qmp_socket: None,
+            incoming_fd: None,
+        };
+        for arg in self.args(&runnable) {
             out.push(' ');
             out.push_str(&shell_quote(&arg.to_string_lossy()));
         }
@@ -211,22 +191,35 @@ mod tests {
         QemuConfig {
             binary: "qemu-system-x86_64".into(),
             accel,
+            machine: Machine {
+                arch: crate::machine::Arch::DEFAULT,
+                memory_mib: 256,
+                smp: 2,
+                cmdline: " quiet ".into(),
+                devices: Vec::new(),
+            },
             kernel: "/k/vmlinuz".into(),
             initrd: "/k/initrd.cpio".into(),
-            extra_cmdline: " quiet ".into(),
-            memory_mib: 256,
-            smp: 2,
-            console_socket: "/run/x/console.sock".into(),
-            qmp_socket: None,
+            monitor: false,
             incoming: None,
-            incoming_fd: None,
             gdb: None,
-            modules_disk: None,
+        }
+    }
+
+    fn plumbing() -> Plumbing {
+        Plumbing {
+            console_socket: "/run/x/console.sock".into(),
+            qmp_socket: Some("/run/x/qmp.sock".into()),
+            incoming_fd: None,
         }
     }
 
     fn args(c: &QemuConfig) -> Vec<String> {
-        c.args()
+        args_with(c, &plumbing())
+    }
+
+    fn args_with(c: &QemuConfig, p: &Plumbing) -> Vec<String> {
+        c.args(p)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect()
@@ -281,7 +274,7 @@ mod tests {
         assert!(value_after(&args(&c), "-incoming").is_empty());
         assert!(value_after(&args(&c), "-qmp").is_empty());
         c.incoming = Some("/cache/snap shot/state".into());
-        c.qmp_socket = Some("/run/x/qmp.sock".into());
+        c.monitor = true;
         assert_eq!(
             value_after(&args(&c), "-incoming"),
             vec!["exec:cat '/cache/snap shot/state'"]
@@ -294,8 +287,14 @@ mod tests {
             value_after(&args(&c), "-global"),
             vec!["migration.store-global-state=off"]
         );
-        c.incoming_fd = Some(7);
-        assert_eq!(value_after(&args(&c), "-incoming"), vec!["fd:7"]);
+        let with_fd = Plumbing {
+            incoming_fd: Some(7),
+            ..plumbing()
+        };
+        assert_eq!(
+            value_after(&args_with(&c, &with_fd), "-incoming"),
+            vec!["fd:7"]
+        );
         assert!(c.display().contains("exec:cat"), "{}", c.display());
         assert!(!c.display().contains("qmp"), "{}", c.display());
         assert!(c.display().contains("path=ttyS0.sock,"), "{}", c.display());

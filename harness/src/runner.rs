@@ -204,7 +204,7 @@ fn run_test(
     }
     let mut qemu = config.qemu.clone();
     if let Some(n) = test.spec.smp {
-        qemu.smp = n;
+        qemu.machine.smp = n;
     }
     if let Err(e) = write_artifacts(&dir, test) {
         result.message = Some(format!("cannot write artifacts to {}: {e}", dir.display()));

@@ -40,7 +40,7 @@ pub struct GuestArgs {
     #[arg(long, default_value = "")]
     pub append: String,
     /// QEMU binary.
-    #[arg(long, default_value = "qemu-system-x86_64")]
+    #[arg(long, default_value = crate::machine::Arch::DEFAULT.qemu_binary())]
     pub qemu: PathBuf,
     /// Stream every guest's console and kernel log to stderr while it runs.
     #[arg(long)]

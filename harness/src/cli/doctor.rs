@@ -128,7 +128,7 @@ fn kvm(cache: &std::path::Path) -> Result<()> {
         return Ok(());
     }
     let file = cache.join("accel.json");
-    let qemu = std::path::Path::new("qemu-system-x86_64");
+    let qemu = std::path::Path::new(crate::machine::Arch::DEFAULT.qemu_binary());
     let verdict = accel::cached(&file, &accel::host_key(qemu));
     match verdict {
         Some(v) if v.kvm_works => out!(

@@ -322,18 +322,6 @@ mod tests {
         assert_eq!(load_specs(&[smoke.clone(), smoke]).unwrap().len(), 1);
     }
 
-    #[test]
-    fn two_directories_with_one_suite_name_are_refused() {
-        let root = tempfile::tempdir().unwrap();
-        let a = module_dir(root.path(), "p1/mod", None);
-        let b = module_dir(root.path(), "p2/mod", None);
-        let e = load_specs(&[a, b]).unwrap_err().to_string();
-        assert!(
-            e.contains("p1/mod (no modvm.json) and") && e.contains("both suite \"mod\""),
-            "{e}"
-        );
-    }
-
     fn parse_test(args: &[&str]) -> Result<TestArgs, clap::Error> {
         let mut all = vec!["modvm", "test"];
         all.extend_from_slice(args);

@@ -10,6 +10,7 @@ use crate::guest::{gdb, Guest, GuestLogs};
 use crate::kernel::profile::KernelProfile;
 use crate::kernel::{self, Kit};
 use crate::lock::Lock;
+use crate::machine::{Arch, Device, Machine};
 use crate::outcome::Status;
 use crate::qemu::{Accel, GdbStub, QemuConfig};
 use crate::report::human::spinner;
@@ -149,8 +150,9 @@ pub fn prepare(
     let profiles = matrix::profiles(&args.kit.kernel, &mut say)?;
     matrix::check_spec_kernels(&specs, &profiles)?;
     let mut tools = matrix::tools(&profiles);
-    if args.qemu != Path::new("qemu-system-x86_64") {
-        tools.retain(|t| t.program != "qemu-system-x86_64");
+    let qemu_binary = Arch::DEFAULT.qemu_binary();
+    if args.qemu != Path::new(qemu_binary) {
+        tools.retain(|t| t.program != qemu_binary);
     }
     if args.gdb.is_some() {
         tools.push(prereq::debugger());
@@ -237,24 +239,27 @@ pub fn prepare(
             // Symbols (vmlinux, System.map) name the kernel's real addresses.
             extra.push("nokaslr".into());
         }
+        let mut machine = Machine {
+            arch: Arch::DEFAULT,
+            memory_mib: memory,
+            smp: args.smp,
+            cmdline: String::new(),
+            devices: guest_modules
+                .as_ref()
+                .map(|m| Device::ModulesDisk(m.image.clone()))
+                .into_iter()
+                .collect(),
+        };
+        machine.add_cmdline(&extra.join(" "));
         let mut qemu = QemuConfig {
             binary: args.qemu.clone(),
             accel: Accel::Tcg,
+            machine,
             kernel: kit.vmlinuz.clone(),
             initrd: PathBuf::new(),
-            extra_cmdline: extra
-                .join(" ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
-            memory_mib: memory,
-            smp: args.smp,
-            console_socket: PathBuf::new(),
-            qmp_socket: None,
+            monitor: false,
             incoming: None,
-            incoming_fd: None,
             gdb: None,
-            modules_disk: guest_modules.as_ref().map(|m| m.image.clone()),
         };
         if let Some(first) = plan.tests.first() {
             qemu.initrd = first.initrd.clone();
@@ -275,7 +280,7 @@ pub fn prepare(
                 vmlinux: kit.vmlinux.clone(),
             });
             // To pause the guest after each insmod (see `guest::gdb`).
-            qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
+            qemu.monitor = true;
         }
         let unbuilt = matrix::unbuilt_results(&plan, &profile, &kit);
         runs.push(runner::KernelRun {

@@ -65,9 +65,7 @@ impl Launcher for Cold {
         qemu.initrd = request.initrd.to_path_buf();
         let switches = request.switches.kernel_args();
         if !switches.is_empty() {
-            qemu.extra_cmdline = format!("{} {switches}", qemu.extra_cmdline)
-                .trim()
-                .to_string();
+            qemu.machine.add_cmdline(&switches);
         }
         Guest::boot(&qemu, request.logs, request.timeout).map(|g| (g, Start::Booted))
     }
@@ -243,7 +241,7 @@ impl Restore {
         let mut qemu = request.qemu.clone();
         qemu.initrd = snapshot.initrd();
         qemu.incoming = Some(snapshot.state());
-        qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
+        qemu.monitor = true;
         let span = crate::trace::span("qemu-start");
         let mut guest = Guest::start(&qemu, request.logs, deadline)
             .map_err(|e| RestoreFailure::Snapshot(e.to_string()))?;

@@ -16,7 +16,7 @@ use crate::children;
 use crate::console::{Console, ConsoleError};
 use crate::klog::KernelLog;
 use crate::logsink::LogSink;
-use crate::qemu::QemuConfig;
+use crate::qemu::{Plumbing, QemuConfig};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -135,26 +135,26 @@ impl Guest {
         deadline: Instant,
     ) -> Result<Guest, BootError> {
         let run_dir = crate::sockdir::create()?;
-        let mut config = config.clone();
-        config.console_socket = run_dir.path().join("ttyS0.sock");
-        if config.qmp_socket.is_some() {
-            config.qmp_socket = Some(run_dir.path().join("qmp.sock"));
-        }
+        let mut plumbing = Plumbing {
+            console_socket: run_dir.path().join("ttyS0.sock"),
+            qmp_socket: config.monitor.then(|| run_dir.path().join("qmp.sock")),
+            incoming_fd: None,
+        };
         std::fs::write(&logs.cmdline, config.display() + "\n")?;
         // A saved state goes to QEMU as an open descriptor, inheritable in
         // the child only (other guests spawned meanwhile must not get it).
         let state = config.incoming.as_ref().map(File::open).transpose()?;
         if let Some(f) = &state {
-            config.incoming_fd = Some(f.as_raw_fd());
+            plumbing.incoming_fd = Some(f.as_raw_fd());
         }
 
         let mut cmd = Command::new(&config.binary);
-        cmd.args(config.args())
+        cmd.args(config.args(&plumbing))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&logs.qemu_stderr)?);
         children::arm(&mut cmd);
-        if let Some(fd) = config.incoming_fd {
+        if let Some(fd) = plumbing.incoming_fd {
             // SAFETY: fcntl and prctl on this process, between fork and
             // exec; both async-signal-safe.
             unsafe {
@@ -185,7 +185,7 @@ impl Guest {
             ),
         );
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let stream = match connect(&config.console_socket, &mut child, deadline) {
+        let stream = match connect(&plumbing.console_socket, &mut child, deadline) {
             Ok(s) => s,
             Err(e) => return Err(finish_failed_boot(child, &logs.qemu_stderr, e, timeout)),
         };
@@ -208,7 +208,7 @@ impl Guest {
             boot_taint: 0,
             boot_time: Duration::ZERO,
             stderr_path: logs.qemu_stderr.clone(),
-            qmp_socket: config.qmp_socket.clone(),
+            qmp_socket: plumbing.qmp_socket.clone(),
             _run_dir: run_dir,
         })
     }

@@ -130,14 +130,16 @@ impl Recipe {
         ];
         let mut placeholder = self.qemu.clone();
         placeholder.initrd = PathBuf::from("INITRD");
-        placeholder.console_socket = PathBuf::from("SOCKET");
-        placeholder.qmp_socket = None;
+        placeholder.monitor = false;
         placeholder.incoming = None;
-        placeholder.incoming_fd = None;
+        let sockets = crate::qemu::Plumbing {
+            console_socket: PathBuf::from("SOCKET"),
+            ..Default::default()
+        };
         inputs.push(format!(
             "args {}",
             placeholder
-                .args()
+                .args(&sockets)
                 .iter()
                 .map(|a| a.to_string_lossy())
                 .collect::<Vec<_>>()
@@ -248,7 +250,7 @@ impl Recipe {
         .map_err(io(initrd.clone()))?;
         let mut qemu = self.qemu.clone();
         qemu.initrd = initrd.clone();
-        qemu.qmp_socket = Some(PathBuf::from("qmp.sock"));
+        qemu.monitor = true;
         qemu.incoming = None;
         let logs = GuestLogs::in_dir(dir);
         let mut guest = Guest::boot(&qemu, &logs, timeout).map_err(|e| {
@@ -357,17 +359,18 @@ mod tests {
             qemu: QemuConfig {
                 binary: "qemu-system-x86_64".into(),
                 accel: Accel::Tcg,
+                machine: crate::machine::Machine {
+                    arch: crate::machine::Arch::DEFAULT,
+                    memory_mib: 256,
+                    smp: 1,
+                    cmdline: "quiet".into(),
+                    devices: Vec::new(),
+                },
                 kernel: root.join("vmlinuz"),
                 initrd: PathBuf::new(),
-                extra_cmdline: "quiet".into(),
-                memory_mib: 256,
-                smp: 1,
-                console_socket: PathBuf::new(),
-                qmp_socket: None,
+                monitor: false,
                 incoming: None,
-                incoming_fd: None,
                 gdb: None,
-                modules_disk: None,
             },
             busybox: root.join("busybox"),
             base_files: Vec::new(),
@@ -381,14 +384,20 @@ mod tests {
         let base = recipe(dir.path());
         let key = base.key().0;
         let mut same = base.clone();
-        same.qemu.console_socket = "/elsewhere".into();
+        same.qemu.monitor = true;
         same.qemu.initrd = "/other.cpio".into();
         assert_eq!(same.key().0, key);
-        let changed: [fn(&mut Recipe); 6] = [
-            |r| r.qemu.memory_mib = 512,
-            |r| r.qemu.smp = 2,
+        let changed: [fn(&mut Recipe); 7] = [
+            |r| r.qemu.machine.memory_mib = 512,
+            |r| r.qemu.machine.smp = 2,
             |r| r.qemu.accel = Accel::Kvm,
-            |r| r.qemu.extra_cmdline = "quiet panic_on_warn=1".into(),
+            |r| r.qemu.machine.cmdline = "quiet panic_on_warn=1".into(),
+            |r| {
+                r.qemu
+                    .machine
+                    .devices
+                    .push(crate::machine::Device::ModulesDisk("/m.img".into()))
+            },
             |r| r.busybox = "/other/busybox".into(),
             |r| std::fs::write(&r.qemu.kernel, b"longer").unwrap(),
         ];

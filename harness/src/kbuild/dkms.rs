@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What DKMS calls `$arch` (`uname -m`) for the guests modvm runs.
-const ARCH: &str = "x86_64";
+const ARCH: &str = crate::machine::Arch::DEFAULT.uname();
 
 /// How many directories up from a module directory a `dkms.conf` is looked
 /// for: a spec kept beside a module in a subdirectory of the tree.

@@ -106,14 +106,14 @@ fn from_host(target: &Path, progress: &mut dyn Progress) -> Result<PathBuf, KitE
 /// i.e. one that runs without a dynamic loader.
 fn is_static_x86_64(data: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
-    const EM_X86_64: u16 = 62;
+    let em = crate::machine::Arch::DEFAULT.elf_machine();
     // Offsets come from the file: checked, never trusted.
     let bytes = |o: usize, n: usize| data.get(o..o.checked_add(n)?);
     let u16_at = |o: usize| bytes(o, 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u32_at = |o: usize| bytes(o, 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
     let u64_at = |o: usize| bytes(o, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
     // 64-bit, little-endian, for x86-64.
-    if !data.starts_with(b"\x7fELF\x02\x01") || u16_at(0x12) != Some(EM_X86_64) {
+    if !data.starts_with(b"\x7fELF\x02\x01") || u16_at(0x12) != Some(em) {
         return false;
     }
     let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))

@@ -32,8 +32,6 @@ use std::process::Command;
 
 /// Bumped when the disk's layout or the boot list changes.
 const FORMAT: u32 = 2;
-/// The disk's serial number, which the init looks for.
-pub const SERIAL: &str = "modvm-modules";
 /// Where the boot modules go in the initramfs.
 const BOOT_DIR: &str = "/lib/modvm-boot";
 /// What the disk needs, in load order.
@@ -228,7 +226,13 @@ fn build(kit: &Kit, src: &Path, out: &Path) -> Result<Meta, String> {
     let image = out.join("modules.ext4");
     run(Command::new("mke2fs")
         .args(["-q", "-F", "-t", "ext4", "-O", "^has_journal", "-m", "0"])
-        .args(["-L", SERIAL, "-E", "root_owner=0:0", "-N"])
+        .args([
+            "-L",
+            crate::machine::device::MODULES_DISK_SERIAL,
+            "-E",
+            "root_owner=0:0",
+            "-N",
+        ])
         .arg((files * 2 + 1024).to_string())
         .arg("-d")
         .arg(tree_root.join("lib/modules"))

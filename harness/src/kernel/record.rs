@@ -308,7 +308,7 @@ fn include_targets(text: &str) -> Vec<String> {
 /// `syssize` paragraphs); a truncated one is shorter.
 pub fn whole_bzimage(path: &Path) -> Result<(), String> {
     let data = fs::read(path).map_err(|e| e.to_string())?;
-    if data.len() < 0x1f8 || &data[0x202..0x206] != b"HdrS" {
+    if data.len() < 0x1f8 || !crate::machine::Arch::DEFAULT.is_kernel_image(&data) {
         return Err(format!("not a kernel image ({} bytes)", data.len()));
     }
     let setup = match data[0x1f1] {
