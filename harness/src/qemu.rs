@@ -52,6 +52,8 @@ pub struct Plumbing {
     pub qmp_socket: Option<PathBuf>,
     /// The saved state already open in the child as this descriptor.
     pub incoming_fd: Option<i32>,
+    /// Where this QEMU's scratch disks are (removed with it).
+    pub scratch_dir: PathBuf,
 }
 
 /// A gdb stub to open, and what the debugger needs to know beside it.
@@ -73,12 +75,13 @@ pub const BASE_CMDLINE: &str = "console=ttyS1 panic=-1 rdinit=/init";
 impl QemuConfig {
     /// The kernel command line as passed to `-append`.
     pub fn cmdline(&self) -> String {
-        let extra = self.machine.cmdline.trim();
-        if extra.is_empty() {
-            BASE_CMDLINE.to_string()
-        } else {
-            format!("{BASE_CMDLINE} {extra}")
-        }
+        let devices = self.machine.device_params();
+        [BASE_CMDLINE, self.machine.cmdline.trim(), devices.as_str()]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Arguments after the binary name: the machine, then how it is run
@@ -87,7 +90,7 @@ impl QemuConfig {
     /// ttyS0 is a Unix socket that QEMU waits on (`wait=on`), so no console
     /// byte is produced before modvm is connected; ttyS1 is QEMU's stdout.
     pub fn args(&self, plumbing: &Plumbing) -> Vec<OsString> {
-        let mut a: Vec<OsString> = self.machine.args();
+        let mut a: Vec<OsString> = self.machine.args(&plumbing.scratch_dir);
         let mut push = |s: &str| a.push(OsString::from(s));
         match self.accel {
             Accel::Kvm => {
@@ -151,6 +154,7 @@ impl QemuConfig {
             console_socket: PathBuf::from("ttyS0.sock"),
             qmp_socket: None,
             incoming_fd: None,
+            scratch_dir: PathBuf::from("."),
         };
         for arg in self.args(&runnable) {
             out.push(' ');
@@ -211,6 +215,7 @@ mod tests {
             console_socket: "/run/x/console.sock".into(),
             qmp_socket: Some("/run/x/qmp.sock".into()),
             incoming_fd: None,
+            scratch_dir: "/run/x".into(),
         }
     }
 

@@ -206,6 +206,7 @@ fn run_test(
     if let Some(n) = test.spec.smp {
         qemu.machine.smp = n;
     }
+    qemu.machine.add_declared(&test.spec.devices);
     if let Err(e) = write_artifacts(&dir, test) {
         result.message = Some(format!("cannot write artifacts to {}: {e}", dir.display()));
         return result;

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod devices;
 mod files;
+pub use devices::DeviceSpec;
 pub use files::{FileSpec, HelperSpec, MAX_FILE_BYTES, MODULES_DIR};
 
 /// The file name modvm looks for in a module directory.
@@ -62,6 +64,8 @@ pub struct TestSpec {
     pub smp: Option<u32>,
     /// Files this test gets in its guest besides the spec file's `files`.
     pub files: Vec<FileSpec>,
+    /// Hardware the test's guest gets (PCI devices, scratch disks).
+    pub devices: Vec<DeviceSpec>,
 }
 
 /// Most CPUs a spec or `--smp` may ask for: TCG runs them all on the host's
@@ -154,6 +158,8 @@ struct RawTest {
     smp: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     files: Vec<FileSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    devices: Vec<DeviceSpec>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -177,6 +183,7 @@ impl TryFrom<RawTest> for TestSpec {
             return Err("`expect_crash` needs part of the expected crash title, e.g. \"NULL pointer dereference\"".into());
         }
         check_timeout("step_timeout_s", r.step_timeout_s)?;
+        devices::check_list(&r.devices)?;
         if let Some(n) = r.smp {
             if n == 0 || n > MAX_SMP {
                 return Err(format!("`smp` must be between 1 and {MAX_SMP}, not {n}"));
@@ -218,6 +225,7 @@ impl TryFrom<RawTest> for TestSpec {
             step_timeout_s: r.step_timeout_s,
             smp: r.smp,
             files: r.files,
+            devices: r.devices,
         })
     }
 }
@@ -236,6 +244,7 @@ impl From<TestSpec> for RawTest {
             step_timeout_s: t.step_timeout_s,
             smp: t.smp,
             files: t.files,
+            devices: t.devices,
         }
     }
 }
@@ -837,6 +846,7 @@ pub fn smoke_test(files_in_load_order: &[String]) -> TestSpec {
         step_timeout_s: None,
         smp: None,
         files: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

@@ -91,6 +91,8 @@ pub struct Restore {
     slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
     notice: Box<dyn Fn(&str) + Send + Sync>,
     told_too_big: AtomicBool,
+    /// Reasons already given for booting a test cold.
+    told_cold: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Restore {
@@ -120,6 +122,7 @@ impl Restore {
             slots: Mutex::new(HashMap::new()),
             notice,
             told_too_big: AtomicBool::new(false),
+            told_cold: Mutex::new(Vec::new()),
         }
     }
 
@@ -326,6 +329,15 @@ enum RestoreFailure {
 
 impl Launcher for Restore {
     fn launch(&self, request: &LaunchRequest<'_>) -> Result<(Guest, Start), BootError> {
+        if let Some(why) = request.qemu.machine.not_migratable() {
+            let mut told = self.told_cold.lock().unwrap_or_else(|e| e.into_inner());
+            if !told.contains(&why) {
+                (self.notice)(&format!("{why}: tests with it boot cold"));
+                told.push(why);
+            }
+            drop(told);
+            return Cold.launch(request);
+        }
         let recipe = self.recipe(request.qemu);
         let Some(snapshot) = self.snapshot(&recipe, request.timeout) else {
             return Cold.launch(request);

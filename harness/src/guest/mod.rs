@@ -139,7 +139,9 @@ impl Guest {
             console_socket: run_dir.path().join("ttyS0.sock"),
             qmp_socket: config.monitor.then(|| run_dir.path().join("qmp.sock")),
             incoming_fd: None,
+            scratch_dir: run_dir.path().to_path_buf(),
         };
+        config.machine.create_scratch_disks(&plumbing.scratch_dir)?;
         std::fs::write(&logs.cmdline, config.display() + "\n")?;
         // A saved state goes to QEMU as an open descriptor, inheritable in
         // the child only (other guests spawned meanwhile must not get it).

@@ -134,6 +134,7 @@ impl Recipe {
         placeholder.incoming = None;
         let sockets = crate::qemu::Plumbing {
             console_socket: PathBuf::from("SOCKET"),
+            scratch_dir: PathBuf::from("SCRATCH"),
             ..Default::default()
         };
         inputs.push(format!(

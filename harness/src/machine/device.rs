@@ -3,7 +3,7 @@
 //! save it with the guest.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The serial number of the disk of the kernel's own modules; the guest's
 /// init finds the disk by it.
@@ -16,11 +16,40 @@ pub enum Device {
     /// `kernel::guest_modules`). virtio-blk because QEMU can save it with
     /// the guest (its NVMe cannot be migrated).
     ModulesDisk(PathBuf),
+    /// A PCI device by QEMU's model name (`edu`, `e1000e`, …), checked
+    /// against the list the spec allows.
+    Pci(String),
+    /// A blank disk of its own for each guest, made when QEMU starts and
+    /// gone with it; the guest finds it by its serial `modvm-<name>`.
+    ScratchDisk {
+        name: String,
+        size_mib: u64,
+        bus: DiskBus,
+    },
 }
 
+/// How a disk is attached.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskBus {
+    /// virtio-blk on PCI: QEMU saves it with the guest.
+    #[default]
+    VirtioBlk,
+    /// An NVMe controller with the disk as its namespace.
+    Nvme,
+}
+
+/// PCI models QEMU keeps no state of in a saved guest (no migration
+/// description): restored, such a device would have lost the addresses
+/// the kernel gave it.
+const PCI_WITHOUT_SAVED_STATE: &[&str] = &["edu", "pci-testdev"];
+
 impl Device {
-    /// QEMU's arguments for this device.
-    pub fn args(&self) -> Vec<OsString> {
+    /// QEMU's arguments for this device; scratch disks are files in
+    /// `scratch_dir`.
+    pub fn args(&self, scratch_dir: &Path) -> Vec<OsString> {
         match self {
             Device::ModulesDisk(image) => vec![
                 "-drive".into(),
@@ -32,14 +61,49 @@ impl Device {
                 "-device".into(),
                 format!("virtio-blk-pci,drive=modules,serial={MODULES_DISK_SERIAL}").into(),
             ],
+            Device::Pci(model) => vec!["-device".into(), model.into()],
+            Device::ScratchDisk { name, bus, .. } => {
+                let file = scratch_dir.join(Self::scratch_file(name));
+                let controller = match bus {
+                    DiskBus::VirtioBlk => "virtio-blk-pci",
+                    DiskBus::Nvme => "nvme",
+                };
+                vec![
+                    "-drive".into(),
+                    format!(
+                        "file={},if=none,id=disk-{name},format=raw",
+                        option_value(&file.to_string_lossy())
+                    )
+                    .into(),
+                    "-device".into(),
+                    format!("{controller},drive=disk-{name},serial=modvm-{name}").into(),
+                ]
+            }
         }
     }
 
-    /// Why QEMU cannot save a guest with this device (its state is not
-    /// migratable), or `None`: such a test boots cold.
+    /// The file of a scratch disk in the guest's scratch directory.
+    pub fn scratch_file(name: &str) -> String {
+        format!("disk-{name}.img")
+    }
+
+    /// Why QEMU cannot save a guest with this device, or `None`: a test
+    /// with such a device boots cold.
     pub fn not_migratable(&self) -> Option<String> {
         match self {
             Device::ModulesDisk(_) => None,
+            Device::Pci(model) if PCI_WITHOUT_SAVED_STATE.contains(&model.as_str()) => Some(
+                format!("QEMU keeps no state of its `{model}` device in a saved guest"),
+            ),
+            Device::Pci(_) => None,
+            Device::ScratchDisk {
+                bus: DiskBus::Nvme,
+                name,
+                ..
+            } => Some(format!(
+                "QEMU cannot save a guest with an NVMe controller (disk `{name}`)"
+            )),
+            Device::ScratchDisk { .. } => None,
         }
     }
 }

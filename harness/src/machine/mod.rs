@@ -10,7 +10,9 @@ pub mod device;
 pub use arch::Arch;
 pub use device::Device;
 
+use crate::spec::DeviceSpec;
 use std::ffi::OsString;
+use std::path::Path;
 
 /// Everything about the guest that the test can observe.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -27,8 +29,9 @@ pub struct Machine {
 
 impl Machine {
     /// QEMU's arguments for the machine itself: its type, CPUs, memory and
-    /// devices (`-nodefaults`: none but the ones named).
-    pub fn args(&self) -> Vec<OsString> {
+    /// devices (`-nodefaults`: none but the ones named); scratch disks are
+    /// files in `scratch_dir`.
+    pub fn args(&self, scratch_dir: &Path) -> Vec<OsString> {
         let mut a: Vec<OsString> = [
             "-M",
             self.arch.qemu_machine(),
@@ -46,9 +49,54 @@ impl Machine {
         a.push("-m".into());
         a.push(self.memory_mib.to_string().into());
         for d in &self.devices {
-            a.extend(d.args());
+            a.extend(d.args(scratch_dir));
         }
         a
+    }
+
+    /// Kernel parameters the devices need: the names of the scratch disks
+    /// (`modvm.disks=a,b`), for which the guest's init makes
+    /// `/dev/disk/<name>`.
+    pub fn device_params(&self) -> String {
+        let disks: Vec<&str> = self
+            .devices
+            .iter()
+            .filter_map(|d| match d {
+                Device::ScratchDisk { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if disks.is_empty() {
+            String::new()
+        } else {
+            format!("modvm.disks={}", disks.join(","))
+        }
+    }
+
+    /// Adds the devices a test declares.
+    pub fn add_declared(&mut self, declared: &[DeviceSpec]) {
+        for d in declared {
+            self.devices.push(match d {
+                DeviceSpec::Pci(model) => Device::Pci(model.clone()),
+                DeviceSpec::Disk(disk) => Device::ScratchDisk {
+                    name: disk.name.clone(),
+                    size_mib: disk.size_mib,
+                    bus: disk.bus,
+                },
+            });
+        }
+    }
+
+    /// Makes the scratch disks' files in `dir`: sparse, blank, of their
+    /// size.
+    pub fn create_scratch_disks(&self, dir: &Path) -> std::io::Result<()> {
+        for d in &self.devices {
+            if let Device::ScratchDisk { name, size_mib, .. } = d {
+                let file = std::fs::File::create(dir.join(Device::scratch_file(name)))?;
+                file.set_len(size_mib * 1024 * 1024)?;
+            }
+        }
+        Ok(())
     }
 
     /// The first device whose state QEMU cannot save, and why: a guest
@@ -81,7 +129,7 @@ mod tests {
     #[test]
     fn the_machine_renders_type_cpus_memory_and_devices() {
         let args: Vec<String> = machine()
-            .args()
+            .args(Path::new("/s"))
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

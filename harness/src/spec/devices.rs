@@ -1,0 +1,193 @@
+//! The spec's `devices`: hardware a test's guest gets beyond modvm's own.
+//! Checked while parsing (serde places the error at its line and column);
+//! `machine::Device` renders them for QEMU.
+
+pub use crate::machine::device::DiskBus;
+use serde::{Deserialize, Serialize};
+
+/// PCI devices a spec can name, as QEMU calls them, and what each is for.
+pub const PCI_MODELS: &[(&str, &str)] = &[
+    (
+        "edu",
+        "QEMU's educational device for writing drivers (1234:11e8)",
+    ),
+    ("pci-testdev", "QEMU's PCI test device (1b36:0005)"),
+    ("e1000e", "Intel 82574L network card"),
+    ("e1000", "Intel 82540EM network card"),
+    ("virtio-rng-pci", "virtio entropy source"),
+];
+
+/// Largest scratch disk: the file is sparse, but what the guest writes
+/// lands on the host's disk (or in memory, on a tmpfs).
+pub const MAX_DISK_MIB: u64 = 64 * 1024;
+
+/// Most devices one test may declare.
+pub const MAX_DEVICES: usize = 16;
+
+/// One device a test declares: `"edu"` or `{"disk": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(try_from = "RawDevice", into = "RawDevice")]
+pub enum DeviceSpec {
+    /// A PCI device of [`PCI_MODELS`], by QEMU's name.
+    Pci(String),
+    /// A blank disk made for the test and removed after it; the guest sees
+    /// it as `/dev/disk/<name>`.
+    Disk(DiskSpec),
+}
+
+/// A scratch disk.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// `/dev/disk/<name>` in the guest.
+    pub name: String,
+    pub size_mib: u64,
+    /// How it is attached.
+    #[serde(default)]
+    pub bus: DiskBus,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum RawDevice {
+    Named(String),
+    Disk { disk: DiskSpec },
+}
+
+impl TryFrom<RawDevice> for DeviceSpec {
+    type Error = String;
+    fn try_from(raw: RawDevice) -> Result<DeviceSpec, String> {
+        match raw {
+            RawDevice::Named(name) => {
+                if PCI_MODELS.iter().any(|(m, _)| *m == name) {
+                    Ok(DeviceSpec::Pci(name))
+                } else {
+                    let known: Vec<&str> = PCI_MODELS.iter().map(|(m, _)| *m).collect();
+                    Err(format!(
+                        "unknown device {name:?}; known: {}, or {{\"disk\": {{\"name\": …, \"size_mib\": …}}}}",
+                        known.join(", ")
+                    ))
+                }
+            }
+            RawDevice::Disk { disk } => {
+                check_disk_name(&disk.name)?;
+                if disk.size_mib == 0 || disk.size_mib > MAX_DISK_MIB {
+                    return Err(format!(
+                        "disk {:?}: `size_mib` must be between 1 and {MAX_DISK_MIB}, not {}",
+                        disk.name, disk.size_mib
+                    ));
+                }
+                Ok(DeviceSpec::Disk(disk))
+            }
+        }
+    }
+}
+
+impl From<DeviceSpec> for RawDevice {
+    fn from(d: DeviceSpec) -> RawDevice {
+        match d {
+            DeviceSpec::Pci(name) => RawDevice::Named(name),
+            DeviceSpec::Disk(disk) => RawDevice::Disk { disk },
+        }
+    }
+}
+
+/// A disk's name becomes a device file name and part of its serial number
+/// (20 bytes at most in virtio-blk, of which `modvm-` takes 6).
+fn check_disk_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 14
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "disk name {name:?} must be 1 to 14 of a-z, 0-9, `-`, `_` (it becomes /dev/disk/<name>)"
+        ))
+    }
+}
+
+/// Checks a test's list as a whole: not too many, disk names unique.
+pub fn check_list(devices: &[DeviceSpec]) -> Result<(), String> {
+    if devices.len() > MAX_DEVICES {
+        return Err(format!(
+            "a test may declare at most {MAX_DEVICES} devices, not {}",
+            devices.len()
+        ));
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for d in devices {
+        if let DeviceSpec::Disk(disk) = d {
+            if names.contains(&disk.name.as_str()) {
+                return Err(format!("two disks are named {:?}", disk.name));
+            }
+            names.push(&disk.name);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Vec<DeviceSpec>, String> {
+        let list: Vec<DeviceSpec> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        check_list(&list)?;
+        Ok(list)
+    }
+
+    #[test]
+    fn names_and_disks_parse_and_round_trip() {
+        let list = parse(
+            r#"["edu", {"disk": {"name": "scratch", "size_mib": 64}}, {"disk": {"name": "n1", "size_mib": 8, "bus": "nvme"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(list[0], DeviceSpec::Pci("edu".into()));
+        assert_eq!(
+            list[1],
+            DeviceSpec::Disk(DiskSpec {
+                name: "scratch".into(),
+                size_mib: 64,
+                bus: DiskBus::VirtioBlk
+            })
+        );
+        let back = serde_json::to_string(&list).unwrap();
+        assert_eq!(parse(&back).unwrap(), list);
+    }
+
+    #[test]
+    fn bad_devices_are_refused_with_the_fix() {
+        for (json, words) in [
+            (r#"["edu2"]"#, "known: edu, pci-testdev"),
+            (
+                r#"[{"disk": {"name": "a", "size_mib": 0}}]"#,
+                "between 1 and",
+            ),
+            (
+                r#"[{"disk": {"name": "a", "size_mib": 99999999}}]"#,
+                "between 1 and",
+            ),
+            (
+                r#"[{"disk": {"name": "A/b", "size_mib": 1}}]"#,
+                "must be 1 to 14",
+            ),
+            (
+                r#"[{"disk": {"name": "averyveryverylongname", "size_mib": 1}}]"#,
+                "must be 1 to 14",
+            ),
+            (
+                r#"[{"disk": {"name": "a", "size_mib": 1}}, {"disk": {"name": "a", "size_mib": 2}}]"#,
+                "two disks are named",
+            ),
+        ] {
+            let e = parse(json).unwrap_err();
+            assert!(e.contains(words), "{json}: {e}");
+        }
+        let many = format!("[{}]", vec!["\"edu\""; MAX_DEVICES + 1].join(","));
+        assert!(parse(&many).unwrap_err().contains("at most"));
+    }
+}
