@@ -2,8 +2,10 @@
 //! `edu` PCI device probes it and reads its registers (and loads without
 //! probing when no device is declared); scratch disks on virtio-blk and
 //! NVMe carry file systems; `modprobe null_blk` gives a block device of
-//! the kernel's own. The same tests restored and booted cold give the
-//! same verdicts; devices QEMU cannot save make their tests boot cold.
+//! the kernel's own; a netfilter hook sees the ICMP answers of QEMU's user
+//! network's gateway on a declared NIC. The same tests restored and booted
+//! cold give the same verdicts; devices QEMU cannot save make their tests
+//! boot cold.
 
 mod common;
 
@@ -30,7 +32,11 @@ fn verdicts(report: &Value) -> BTreeMap<String, (String, String)> {
 
 #[test]
 fn declared_devices_work_restored_and_cold_alike() {
-    let fixtures = [module_fixture("edu_drv"), module_fixture("blockdev")];
+    let fixtures = [
+        module_fixture("edu_drv"),
+        module_fixture("blockdev"),
+        module_fixture("icmp_watch"),
+    ];
     let dirs: Vec<&str> = fixtures.iter().map(String::as_str).collect();
     let (out, restored) = test_with_report(&dirs);
     assert_eq!(out.code, 0, "{}", out.all());
@@ -41,7 +47,7 @@ fn declared_devices_work_restored_and_cold_alike() {
 
     let r = verdicts(&restored);
     let c = verdicts(&cold);
-    assert_eq!(r.len(), 5, "{r:?}");
+    assert_eq!(r.len(), 7, "{r:?}");
     for (name, (status, _)) in &r {
         assert_eq!(status, "pass", "{name}: {restored:#}");
         assert_eq!(c[name].0, *status, "{name}: restored and cold differ");
@@ -53,6 +59,8 @@ fn declared_devices_work_restored_and_cold_alike() {
     assert_eq!(r["blockdev/scratch-disk-nvme-ext4"].1, "booted");
     assert_eq!(r["blockdev/scratch-disk-vfat"].1, "restored");
     assert_eq!(r["edu_drv/no-device-no-probe"].1, "restored");
+    // A NIC on QEMU's user network is saved with the guest.
+    assert_eq!(r["icmp_watch/sees-the-gateway-answer"].1, "restored");
     assert_eq!(
         out.stderr
             .matches(

@@ -26,6 +26,28 @@ pub enum Device {
         size_mib: u64,
         bus: DiskBus,
     },
+    /// The `index`th network card of the guest (`eth<index>` where the
+    /// kernel names them in order), on a network inside QEMU.
+    Nic {
+        model: String,
+        net: NetKind,
+        index: usize,
+    },
+}
+
+/// The network behind a NIC: nothing on it reaches outside QEMU.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetKind {
+    /// QEMU's user network (10.0.2.0/24, gateway 10.0.2.2, DHCP), with
+    /// `restrict=on`: the guest reaches the gateway and nothing beyond it.
+    #[default]
+    User,
+    /// One hub inside QEMU joining every NIC of the test that asks for it:
+    /// two NICs see each other's packets and nothing else.
+    Hub,
 }
 
 /// How a disk is attached.
@@ -62,6 +84,22 @@ impl Device {
                 format!("virtio-blk-pci,drive=modules,serial={MODULES_DISK_SERIAL}").into(),
             ],
             Device::Pci(model) => vec!["-device".into(), model.into()],
+            Device::Nic { model, net, index } => {
+                let backend = match net {
+                    NetKind::User => format!("user,id=net{index},restrict=on"),
+                    NetKind::Hub => format!("hubport,id=net{index},hubid=0"),
+                };
+                vec![
+                    "-netdev".into(),
+                    backend.into(),
+                    "-device".into(),
+                    format!(
+                        "{model},netdev=net{index},mac=52:54:00:12:34:{:02x}",
+                        0x56 + index
+                    )
+                    .into(),
+                ]
+            }
             Device::ScratchDisk { name, bus, .. } => {
                 let file = scratch_dir.join(Self::scratch_file(name));
                 let controller = match bus {
@@ -104,6 +142,7 @@ impl Device {
                 "QEMU cannot save a guest with an NVMe controller (disk `{name}`)"
             )),
             Device::ScratchDisk { .. } => None,
+            Device::Nic { .. } => None,
         }
     }
 }

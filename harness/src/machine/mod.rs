@@ -83,6 +83,15 @@ impl Machine {
                     size_mib: disk.size_mib,
                     bus: disk.bus,
                 },
+                DeviceSpec::Nic(nic) => Device::Nic {
+                    model: nic.model.clone(),
+                    net: nic.net,
+                    index: self
+                        .devices
+                        .iter()
+                        .filter(|d| matches!(d, Device::Nic { .. }))
+                        .count(),
+                },
             });
         }
     }
@@ -142,6 +151,32 @@ mod tests {
         );
         assert!(text.contains("virtio-blk-pci,drive=modules,serial=modvm-modules"));
         assert_eq!(machine().not_migratable(), None);
+    }
+
+    #[test]
+    fn declared_devices_become_machine_devices_nics_numbered_in_order() {
+        let mut m = machine();
+        let declared: Vec<DeviceSpec> = serde_json::from_str(
+            r#"[{"nic": {}}, {"disk": {"name": "d", "size_mib": 1}}, {"nic": {"model": "e1000e", "net": "hub"}}]"#,
+        )
+        .unwrap();
+        m.add_declared(&declared);
+        let text: Vec<String> = m
+            .args(Path::new("/s"))
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let text = text.join(" ");
+        assert!(text.contains("-netdev user,id=net0,restrict=on -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"), "{text}");
+        assert!(
+            text.contains(
+                "-netdev hubport,id=net1,hubid=0 -device e1000e,netdev=net1,mac=52:54:00:12:34:57"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("file=/s/disk-d.img,if=none,id=disk-d,format=raw -device virtio-blk-pci,drive=disk-d,serial=modvm-d"), "{text}");
+        assert_eq!(m.device_params(), "modvm.disks=d");
+        assert_eq!(m.not_migratable(), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Checked while parsing (serde places the error at its line and column);
 //! `machine::Device` renders them for QEMU.
 
-pub use crate::machine::device::DiskBus;
+pub use crate::machine::device::{DiskBus, NetKind};
 use serde::{Deserialize, Serialize};
 
 /// PCI devices a spec can name, as QEMU calls them, and what each is for.
@@ -33,6 +33,25 @@ pub enum DeviceSpec {
     /// A blank disk made for the test and removed after it; the guest sees
     /// it as `/dev/disk/<name>`.
     Disk(DiskSpec),
+    /// A network card on a network inside QEMU.
+    Nic(NicSpec),
+}
+
+/// NIC models a spec can name.
+pub const NIC_MODELS: &[&str] = &["virtio-net-pci", "e1000e", "e1000"];
+
+/// A network card and the network behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicSpec {
+    #[serde(default = "default_nic_model")]
+    pub model: String,
+    #[serde(default)]
+    pub net: NetKind,
+}
+
+fn default_nic_model() -> String {
+    NIC_MODELS[0].to_string()
 }
 
 /// A scratch disk.
@@ -52,6 +71,7 @@ pub struct DiskSpec {
 enum RawDevice {
     Named(String),
     Disk { disk: DiskSpec },
+    Nic { nic: NicSpec },
 }
 
 impl TryFrom<RawDevice> for DeviceSpec {
@@ -64,7 +84,7 @@ impl TryFrom<RawDevice> for DeviceSpec {
                 } else {
                     let known: Vec<&str> = PCI_MODELS.iter().map(|(m, _)| *m).collect();
                     Err(format!(
-                        "unknown device {name:?}; known: {}, or {{\"disk\": {{\"name\": …, \"size_mib\": …}}}}",
+                        "unknown device {name:?}; known: {}, {{\"disk\": {{\"name\": …, \"size_mib\": …}}}} or {{\"nic\": {{…}}}}",
                         known.join(", ")
                     ))
                 }
@@ -79,6 +99,16 @@ impl TryFrom<RawDevice> for DeviceSpec {
                 }
                 Ok(DeviceSpec::Disk(disk))
             }
+            RawDevice::Nic { nic } => {
+                if !NIC_MODELS.contains(&nic.model.as_str()) {
+                    return Err(format!(
+                        "unknown NIC model {:?}; known: {}",
+                        nic.model,
+                        NIC_MODELS.join(", ")
+                    ));
+                }
+                Ok(DeviceSpec::Nic(nic))
+            }
         }
     }
 }
@@ -88,6 +118,7 @@ impl From<DeviceSpec> for RawDevice {
         match d {
             DeviceSpec::Pci(name) => RawDevice::Named(name),
             DeviceSpec::Disk(disk) => RawDevice::Disk { disk },
+            DeviceSpec::Nic(nic) => RawDevice::Nic { nic },
         }
     }
 }
