@@ -19,6 +19,9 @@ pub enum Device {
     /// A PCI device by QEMU's model name (`edu`, `e1000e`, …), checked
     /// against the list the spec allows.
     Pci(String),
+    /// A USB device by QEMU's model name (`usb-kbd`, …) behind the xHCI
+    /// controller.
+    Usb(String),
     /// A blank disk of its own for each guest, made when QEMU starts and
     /// gone with it; the guest finds it by its serial `modvm-<name>`.
     ScratchDisk {
@@ -61,6 +64,8 @@ pub enum DiskBus {
     VirtioBlk,
     /// An NVMe controller with the disk as its namespace.
     Nvme,
+    /// A USB mass-storage device behind the xHCI controller.
+    Usb,
 }
 
 /// PCI models QEMU keeps no state of in a saved guest (no migration
@@ -84,6 +89,7 @@ impl Device {
                 format!("virtio-blk-pci,drive=modules,serial={MODULES_DISK_SERIAL}").into(),
             ],
             Device::Pci(model) => vec!["-device".into(), model.into()],
+            Device::Usb(model) => vec!["-device".into(), format!("{model},bus={XHCI}.0").into()],
             Device::Nic { model, net, index } => {
                 let backend = match net {
                     NetKind::User => format!("user,id=net{index},restrict=on"),
@@ -105,6 +111,7 @@ impl Device {
                 let controller = match bus {
                     DiskBus::VirtioBlk => "virtio-blk-pci",
                     DiskBus::Nvme => "nvme",
+                    DiskBus::Usb => "usb-storage,bus=xhci.0",
                 };
                 vec![
                     "-drive".into(),
@@ -120,6 +127,18 @@ impl Device {
         }
     }
 
+    /// Whether the device hangs off the xHCI controller.
+    pub fn on_usb(&self) -> bool {
+        matches!(
+            self,
+            Device::Usb(_)
+                | Device::ScratchDisk {
+                    bus: DiskBus::Usb,
+                    ..
+                }
+        )
+    }
+
     /// The file of a scratch disk in the guest's scratch directory.
     pub fn scratch_file(name: &str) -> String {
         format!("disk-{name}.img")
@@ -133,7 +152,7 @@ impl Device {
             Device::Pci(model) if PCI_WITHOUT_SAVED_STATE.contains(&model.as_str()) => Some(
                 format!("QEMU keeps no state of its `{model}` device in a saved guest"),
             ),
-            Device::Pci(_) => None,
+            Device::Pci(_) | Device::Usb(_) => None,
             Device::ScratchDisk {
                 bus: DiskBus::Nvme,
                 name,
@@ -145,6 +164,15 @@ impl Device {
             Device::Nic { .. } => None,
         }
     }
+}
+
+/// The id of the xHCI controller USB devices hang off; there is one when
+/// any device needs it.
+pub const XHCI: &str = "xhci";
+
+/// QEMU's arguments for the xHCI controller.
+pub fn xhci_args() -> Vec<OsString> {
+    vec!["-device".into(), format!("qemu-xhci,id={XHCI}").into()]
 }
 
 /// QEMU's option syntax doubles a comma inside a value.

@@ -48,6 +48,9 @@ impl Machine {
         a.push(self.smp.max(1).to_string().into());
         a.push("-m".into());
         a.push(self.memory_mib.to_string().into());
+        if self.devices.iter().any(Device::on_usb) {
+            a.extend(device::xhci_args());
+        }
         for d in &self.devices {
             a.extend(d.args(scratch_dir));
         }
@@ -78,6 +81,7 @@ impl Machine {
         for d in declared {
             self.devices.push(match d {
                 DeviceSpec::Pci(model) => Device::Pci(model.clone()),
+                DeviceSpec::Usb(model) => Device::Usb(model.clone()),
                 DeviceSpec::Disk(disk) => Device::ScratchDisk {
                     name: disk.name.clone(),
                     size_mib: disk.size_mib,

@@ -17,6 +17,13 @@ pub const PCI_MODELS: &[(&str, &str)] = &[
     ("virtio-rng-pci", "virtio entropy source"),
 ];
 
+/// USB devices a spec can name (behind an xHCI controller modvm adds).
+pub const USB_MODELS: &[(&str, &str)] = &[
+    ("usb-kbd", "a USB keyboard (HID)"),
+    ("usb-mouse", "a USB mouse (HID)"),
+    ("usb-tablet", "a USB tablet (HID, absolute pointer)"),
+];
+
 /// Largest scratch disk: the file is sparse, but what the guest writes
 /// lands on the host's disk (or in memory, on a tmpfs).
 pub const MAX_DISK_MIB: u64 = 64 * 1024;
@@ -30,6 +37,8 @@ pub const MAX_DEVICES: usize = 16;
 pub enum DeviceSpec {
     /// A PCI device of [`PCI_MODELS`], by QEMU's name.
     Pci(String),
+    /// A USB device of [`USB_MODELS`], behind an xHCI controller.
+    Usb(String),
     /// A blank disk made for the test and removed after it; the guest sees
     /// it as `/dev/disk/<name>`.
     Disk(DiskSpec),
@@ -81,8 +90,14 @@ impl TryFrom<RawDevice> for DeviceSpec {
             RawDevice::Named(name) => {
                 if PCI_MODELS.iter().any(|(m, _)| *m == name) {
                     Ok(DeviceSpec::Pci(name))
+                } else if USB_MODELS.iter().any(|(m, _)| *m == name) {
+                    Ok(DeviceSpec::Usb(name))
                 } else {
-                    let known: Vec<&str> = PCI_MODELS.iter().map(|(m, _)| *m).collect();
+                    let known: Vec<&str> = PCI_MODELS
+                        .iter()
+                        .chain(USB_MODELS)
+                        .map(|(m, _)| *m)
+                        .collect();
                     Err(format!(
                         "unknown device {name:?}; known: {}, {{\"disk\": {{\"name\": …, \"size_mib\": …}}}} or {{\"nic\": {{…}}}}",
                         known.join(", ")
@@ -116,7 +131,7 @@ impl TryFrom<RawDevice> for DeviceSpec {
 impl From<DeviceSpec> for RawDevice {
     fn from(d: DeviceSpec) -> RawDevice {
         match d {
-            DeviceSpec::Pci(name) => RawDevice::Named(name),
+            DeviceSpec::Pci(name) | DeviceSpec::Usb(name) => RawDevice::Named(name),
             DeviceSpec::Disk(disk) => RawDevice::Disk { disk },
             DeviceSpec::Nic(nic) => RawDevice::Nic { nic },
         }
