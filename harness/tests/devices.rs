@@ -126,3 +126,44 @@ fn usb_storage_sees_qemu_s_usb_disk_behind_xhci_on_the_generic_flavour() {
     assert_eq!(t["status"], "pass", "{t:#}");
     assert_eq!(t["guest"], "restored", "{t:#}");
 }
+
+#[test]
+fn a_raw_qemu_device_is_checked_against_qemu_and_reaches_the_guest() {
+    let dir = module_copy();
+    let spec = dir.path().join("modvm.json");
+    std::fs::write(
+        &spec,
+        r#"{ "suite": "raw", "tests": [ { "name": "watchdog",
+  "devices": [{ "qemu": "i6300esb,id=wd" }],
+  "steps": [{ "run": "cat /sys/bus/pci/devices/*/device", "output": ["0x25ab"] }] } ] }"#,
+    )
+    .unwrap();
+    let (out, report) = test_with_report(&[dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let t = result_where(&report, "name", "raw/watchdog");
+    assert_eq!(t["guest"], "booted", "{t:#}");
+    assert!(
+        out.stderr.contains("may not be saved by QEMU"),
+        "{}",
+        out.all()
+    );
+
+    std::fs::write(
+        &spec,
+        r#"{ "tests": [ { "name": "t",
+  "devices": [{ "qemu": "no-such-device" }],
+  "steps": [{ "insmod": "hello" }] } ] }"#,
+    )
+    .unwrap();
+    let out = modvm(
+        &["test", "--accel", "tcg", dir.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    let place = format!("{}:2:", spec.display());
+    assert!(
+        out.stderr.contains(&place) && out.stderr.contains("has no device `no-such-device`"),
+        "{}",
+        out.all()
+    );
+}

@@ -149,6 +149,7 @@ pub fn prepare(
     let ours: std::collections::HashSet<String> = planned.iter().cloned().collect();
     let profiles = matrix::profiles(&args.kit.kernel, &mut say)?;
     matrix::check_spec_kernels(&specs, &profiles)?;
+    check_raw_devices(&specs, &args.qemu)?;
     let mut tools = matrix::tools(&profiles);
     let qemu_binary = Arch::DEFAULT.qemu_binary();
     if args.qemu != Path::new(qemu_binary) {
@@ -476,6 +477,48 @@ fn suite_from_path(dir: &Path, depth: usize) -> Option<String> {
         return None;
     }
     Some(tail.join("-"))
+}
+
+/// A spec's raw `qemu` devices must be models the QEMU binary has: asked
+/// once (`-device help`), only when a spec has any, and said at the
+/// device's place in the spec.
+fn check_raw_devices(specs: &[spec::LoadedSpec], qemu: &Path) -> Result<()> {
+    let wanted: Vec<(&spec::LoadedSpec, &spec::DeviceSpec)> = specs
+        .iter()
+        .flat_map(|s| s.spec.tests.iter().map(move |t| (s, t)))
+        .flat_map(|(s, t)| t.devices.iter().map(move |d| (s, d)))
+        .filter(|(_, d)| matches!(d, spec::DeviceSpec::Qemu(_)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let help = std::process::Command::new(qemu)
+        .args(["-device", "help"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {} -device help", qemu.display()))?;
+    let known = spec::devices::models_in_help(&String::from_utf8_lossy(&help.stdout));
+    for (loaded, device) in wanted {
+        let spec::DeviceSpec::Qemu(text) = device else {
+            continue;
+        };
+        let model = text.split(',').next().unwrap_or_default();
+        if !known.iter().any(|k| k == model) {
+            return Err(spec::SpecError::at_value(
+                &loaded.path,
+                &loaded.text,
+                text,
+                0,
+                format!(
+                    "{} has no device `{model}` (`{} -device help` lists them)",
+                    qemu.display(),
+                    qemu.display()
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Where a suite comes from, for messages.

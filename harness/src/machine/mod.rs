@@ -82,6 +82,7 @@ impl Machine {
             self.devices.push(match d {
                 DeviceSpec::Pci(model) => Device::Pci(model.clone()),
                 DeviceSpec::Usb(model) => Device::Usb(model.clone()),
+                DeviceSpec::Qemu(text) => Device::Raw(text.clone()),
                 DeviceSpec::Disk(disk) => Device::ScratchDisk {
                     name: disk.name.clone(),
                     size_mib: disk.size_mib,

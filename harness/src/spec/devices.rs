@@ -44,7 +44,60 @@ pub enum DeviceSpec {
     Disk(DiskSpec),
     /// A network card on a network inside QEMU.
     Nic(NicSpec),
+    /// Anything else QEMU has, as `-device` takes it (`ich9-intel-hda`,
+    /// `i6300esb,id=wd`): checked here for what could reach the host, and
+    /// against `qemu-system-x86_64 -device help` before the run.
+    Qemu(String),
 }
+
+/// Device models that reach the host (its USB or PCI devices, its kernel's
+/// vhost, its files, its memory), or need a backend the spec cannot give:
+/// refused as raw devices.
+const HOST_REACHING_MODELS: &[&str] = &[
+    "usb-host",
+    "vfio",
+    "vhost",
+    "u2f-passthru",
+    "ccid-card-passthru",
+    "usb-redir",
+    "loader",
+    "guest-loader",
+    "ivshmem",
+    "pc-dimm",
+    "nvdimm",
+    "virtio-mem",
+    "virtio-pmem",
+    "tpm",
+    "xen",
+    "virtio-9p",
+    "vhost-user",
+];
+
+/// Properties that name a host resource or a backend (files, drives,
+/// networks, character devices, descriptors).
+const BACKEND_PROPERTIES: &[&str] = &[
+    "drive",
+    "netdev",
+    "chardev",
+    "fsdev",
+    "memdev",
+    "audiodev",
+    "tpmdev",
+    "rng",
+    "file",
+    "romfile",
+    "host",
+    "hostbus",
+    "hostaddr",
+    "hostport",
+    "hostdevice",
+    "sysfsdev",
+    "vhostfd",
+    "fd",
+    "fds",
+    "iothread",
+    "bus",
+];
 
 /// NIC models a spec can name.
 pub const NIC_MODELS: &[&str] = &["virtio-net-pci", "e1000e", "e1000"];
@@ -81,6 +134,7 @@ enum RawDevice {
     Named(String),
     Disk { disk: DiskSpec },
     Nic { nic: NicSpec },
+    Qemu { qemu: String },
 }
 
 impl TryFrom<RawDevice> for DeviceSpec {
@@ -124,6 +178,10 @@ impl TryFrom<RawDevice> for DeviceSpec {
                 }
                 Ok(DeviceSpec::Nic(nic))
             }
+            RawDevice::Qemu { qemu } => {
+                check_raw(&qemu)?;
+                Ok(DeviceSpec::Qemu(qemu))
+            }
         }
     }
 }
@@ -134,8 +192,54 @@ impl From<DeviceSpec> for RawDevice {
             DeviceSpec::Pci(name) | DeviceSpec::Usb(name) => RawDevice::Named(name),
             DeviceSpec::Disk(disk) => RawDevice::Disk { disk },
             DeviceSpec::Nic(nic) => RawDevice::Nic { nic },
+            DeviceSpec::Qemu(qemu) => RawDevice::Qemu { qemu },
         }
     }
+}
+
+/// A raw `-device` value: a model and `key=value` properties, none of
+/// which reaches the host.
+fn check_raw(text: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.,=:".contains(c);
+    if text.is_empty() || text.len() > 200 || !text.chars().all(allowed) {
+        return Err(format!(
+            "`qemu` device {text:?} must be a QEMU device model with `key=value` properties, at most 200 of a-z, 0-9, `-_.,=:`"
+        ));
+    }
+    let mut parts = text.split(',');
+    let model = parts.next().unwrap_or_default();
+    if let Some(bad) = HOST_REACHING_MODELS.iter().find(|m| model.starts_with(**m)) {
+        return Err(format!(
+            "`qemu` device {model:?} is refused: `{bad}` devices reach the host or need a backend a spec cannot give"
+        ));
+    }
+    for property in parts {
+        let key = property.split('=').next().unwrap_or_default();
+        if BACKEND_PROPERTIES.contains(&key) || property.split('=').count() != 2 {
+            return Err(format!(
+                "`qemu` device {text:?}: property {property:?} is refused (only `key=value` properties that name no backend, file, bus or host resource)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The model names of a test's raw devices, to check against what the
+/// QEMU binary has.
+pub fn raw_models(devices: &[DeviceSpec]) -> impl Iterator<Item = &str> {
+    devices.iter().filter_map(|d| match d {
+        DeviceSpec::Qemu(text) => text.split(',').next(),
+        _ => None,
+    })
+}
+
+/// The device models `qemu -device help` lists (`name "edu", bus PCI`).
+pub fn models_in_help(help: &str) -> Vec<String> {
+    help.lines()
+        .filter_map(|l| l.strip_prefix("name \""))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A disk's name becomes a device file name and part of its serial number
@@ -206,6 +310,13 @@ mod tests {
     }
 
     #[test]
+    fn device_help_gives_model_names() {
+        let help =
+            "Misc devices:\nname \"edu\", bus PCI\nname \"i6300esb\", bus PCI, desc \"x\"\n\n";
+        assert_eq!(models_in_help(help), ["edu", "i6300esb"]);
+    }
+
+    #[test]
     fn bad_devices_are_refused_with_the_fix() {
         for (json, words) in [
             (r#"["edu2"]"#, "known: edu, pci-testdev"),
@@ -233,6 +344,31 @@ mod tests {
             let e = parse(json).unwrap_err();
             assert!(e.contains(words), "{json}: {e}");
         }
+        for (json, words) in [
+            (
+                r#"[{"qemu": "usb-host,hostbus=1"}]"#,
+                "`usb-host` devices reach the host",
+            ),
+            (r#"[{"qemu": "vhost-vsock-pci"}]"#, "`vhost` devices"),
+            (
+                r#"[{"qemu": "virtio-blk-pci,drive=x"}]"#,
+                "property \"drive=x\" is refused",
+            ),
+            (
+                r#"[{"qemu": "e1000,romfile=/etc/passwd"}]"#,
+                "must be a QEMU device model",
+            ),
+            (
+                r#"[{"qemu": "e1000,romfile=x"}]"#,
+                "property \"romfile=x\" is refused",
+            ),
+            (r#"[{"qemu": "a b"}]"#, "must be a QEMU device model"),
+        ] {
+            let e = parse(json).unwrap_err();
+            assert!(e.contains(words), "{json}: {e}");
+        }
+        let ok = parse(r#"[{"qemu": "i6300esb,id=wd"}]"#).unwrap();
+        assert_eq!(raw_models(&ok).collect::<Vec<_>>(), ["i6300esb"]);
         let many = format!("[{}]", vec!["\"edu\""; MAX_DEVICES + 1].join(","));
         assert!(parse(&many).unwrap_err().contains("at most"));
     }
