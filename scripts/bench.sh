@@ -5,7 +5,8 @@
 #      straight to `poweroff -f`, no harness;
 #   2. modvm's cold boot to a ready shell (`boot_ms` of a `--cold` hello) and
 #      a restore from the saved guest to ready (`boot_ms` of a restored hello);
-#   3. one hello test, the whole command, restored and `--cold`;
+#   3. one hello test, the whole command, restored and `--cold`, and
+#      restored with the debug build (what `cargo run -- test` runs);
 #   4. generated suites of 20 and 50 hello-style tests (insmod, rmmod), the
 #      whole command, at -j 1 and -j 2 (the 50-test ones half as many runs);
 #   5. where a test's time goes: `MODVM_TRACE=1` phases over the 20-test
@@ -35,7 +36,9 @@ half=$((runs / 2 > 0 ? runs / 2 : 1))
 lib=$PWD/scripts/bench-lib
 
 cargo build -q --release
+cargo build -q
 bin=$PWD/target/release/modvm
+dbg=$PWD/target/debug/modvm
 out=$PWD/target/modvm-bench
 # The bench's own artifacts: the last run's logs only, and no stale builds
 # of the generated suites (so a first build is a first build).
@@ -66,6 +69,7 @@ if len(tests) != count or bad:
 PY
 }
 modvm() { "$bin" test --accel tcg --out "$out" -q "$@"; }
+modvm_debug() { "$dbg" test --accel tcg --out "$out" -q "$@"; }
 
 suite() { # dir, number of hello-style tests
 	mkdir -p "$1"
@@ -81,6 +85,8 @@ PY
 
 say "warm-up: kernel kit, hello build, saved guest"
 modvm --json "$out/hello.json" >/dev/null # makes the snapshot if missing
+check "$out/hello.json" restored 1
+modvm_debug --json "$out/hello.json" >/dev/null
 check "$out/hello.json" restored 1
 s20=$tmp/bench-suite20 s50=$tmp/bench-suite50
 suite "$s20" 20
@@ -109,6 +115,11 @@ for r in $(seq "$runs"); do
 	add hello_restored "$(since "$t0")"
 	check "$out/hello.json" restored 1
 	add restore_boot "$(field "$out/hello.json" 'd["tests"][0]["boot_ms"]')"
+
+	t0=$(now)
+	modvm_debug --json "$out/hello.json" >/dev/null
+	add hello_restored_debug "$(since "$t0")"
+	check "$out/hello.json" restored 1
 
 	t0=$(now)
 	modvm --cold --json "$out/cold.json" >/dev/null

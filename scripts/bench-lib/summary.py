@@ -25,6 +25,7 @@ ROWS = [
     (None, "one hello test, whole command", None),
     ("hello_restored", "restored", "ms"),
     ("hello_cold", "--cold", "ms"),
+    ("hello_restored_debug", "restored, debug build (cargo run)", "ms"),
     (None, "hello-style suites, whole command, restored", None),
     ("suite20_j1", "20 tests, -j 1", "ms"),
     ("suite20_j2", "20 tests, -j 2", "ms"),
@@ -57,6 +58,7 @@ ROWS = [
 # (key, label, numerator, denominator key, tests the denominator stands for)
 RATIOS = [
     ("hello_vs_plain", "one restored hello / plain boot", "hello_restored", "plain_boot", 1),
+    ("hello_debug_vs_plain", "same, debug build / plain boot", "hello_restored_debug", "plain_boot", 1),
     ("suite20_vs_plain", "20 tests -j 2 / (20 x plain boot)", "suite20_j2", "plain_boot", 20),
     ("suite50_vs_plain", "50 tests -j 2 / (50 x plain boot)", "suite50_j2", "plain_boot", 50),
 ]

@@ -8,12 +8,15 @@
 //! version, the init script, the QEMU binary, kernel and busybox files (path,
 //! size, modification time) and the whole QEMU command line, so a change to
 //! any of them names another snapshot. A snapshot whose files do not match
-//! its `meta.json` (deleted, truncated, rewritten) is made again.
+//! its `meta.json` (deleted, truncated, rewritten) is made again. Once its
+//! state has been read and found whole, `checked.json` vouches for it (see
+//! [`crate::kernel::manifest::Vouch`]), so later runs compare the file's
+//! stamp instead of reading 69 MB.
 
 use super::qmp::{Qmp, QmpError};
 use super::{BootError, Guest, GuestLogs};
 use crate::initramfs::{self, InitramfsSpec};
-use crate::kernel::manifest::hash_file;
+use crate::kernel::manifest::{self, hash_file, Vouch};
 use crate::lock::Lock;
 use crate::qemu::{shell_quote, QemuConfig};
 use crate::runner::{dir_name, stable_hash};
@@ -24,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// Bumped when the layout or the restore protocol changes.
 const FORMAT: u32 = 1;
+/// The [`Vouch`] for the state file, beside it.
+const CHECKED: &str = "checked.json";
 /// How long saving may take (a 256 MiB guest takes well under a second).
 const SAVE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -77,10 +82,33 @@ impl Snapshot {
         self.dir.join("initrd.cpio")
     }
 
-    /// Whether the state file still has the content it was saved with
-    /// (reads it whole: done once per run and snapshot).
+    /// Whether the state file still has the content it was saved with:
+    /// done once per run and snapshot, by its stamp when `checked.json`
+    /// vouches for it, else by reading it whole (and vouching for it then).
     pub fn intact(&self) -> bool {
-        hash_file(&self.state()).is_ok_and(|h| h == self.meta.state_hash)
+        self.intact_with(manifest::SETTLE)
+    }
+
+    fn intact_with(&self, settle: Duration) -> bool {
+        let state = self.state();
+        let Ok(meta) = std::fs::metadata(&state) else {
+            return false;
+        };
+        let checked = self.dir.join(CHECKED);
+        let vouch: Option<Vouch> = std::fs::read(&checked)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match manifest::verify(&state, &meta, &self.meta.state_hash, vouch.as_ref(), settle) {
+            Ok(None) => true,
+            Ok(Some(vouch)) => {
+                // Best effort; a vouch written into a snapshot saved anew
+                // meanwhile names the old hash and counts for nothing.
+                let bytes = serde_json::to_vec(&vouch).expect("vouch serialises");
+                let _ = crate::kernel::record::write_atomic(&checked, &bytes);
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -432,6 +460,14 @@ mod tests {
         std::fs::write(snap.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
         let found = r.find().expect("whole snapshot is found");
         assert!(found.intact());
+        assert!(
+            !snap.join(CHECKED).exists(),
+            "just written: not vouched for"
+        );
+        assert!(found.intact_with(Duration::ZERO));
+        assert!(snap.join(CHECKED).exists(), "read and settled: vouched for");
+        assert!(found.intact_with(Duration::ZERO), "by its stamp");
+        std::thread::sleep(Duration::from_millis(50));
         std::fs::write(snap.join("state"), b"01234x6789").unwrap();
         assert!(!r.find().unwrap().intact(), "same size, other bytes");
         std::fs::write(snap.join("state"), b"01234").unwrap();

@@ -6,18 +6,44 @@
 //! The manifest lists every file and symlink under the kit with its size;
 //! the files a guest cannot do without (the kernel image, busybox and the
 //! flavour's headers directory, about 18 MiB) also carry a content hash.
-//! Checking sizes of all ~13,500 entries and hashing those few files costs a
-//! few tens of milliseconds, cheap enough for every run; hashing the whole
-//! ~190 MiB tree would not be. Paths are relative to the kit directory, so
-//! a cache restored at another path checks the same.
+//! Checking sizes of all ~13,500 entries costs a few tens of milliseconds,
+//! cheap enough for every run; hashing the whole ~190 MiB tree would not be.
+//! Paths are relative to the kit directory, so a cache restored at another
+//! path checks the same.
+//!
+//! Even the 18 MiB cost a debug build ~0.1 s a run, and the saved guests'
+//! 69 MB states (same hash) three times that. So a file whose content hash
+//! matched is [`Vouch`]ed for: its size, inode, modification and change
+//! times are written down beside the hash, and later runs compare those
+//! instead of reading the file. Rewriting a file in place, even at the same
+//! size and with its modification time put back, moves its change time (no
+//! user can set that); replacing it gives another inode. Only a file that
+//! has been left alone since it was last changed is vouched for (see
+//! [`SETTLE`]), so that a change within the same timestamp tick cannot
+//! hide behind the stamp.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 /// File name of the manifest inside a kit directory.
 pub const MANIFEST: &str = "manifest.json";
+
+/// File name of the kit's [`Vouch`]es (relative path to vouch), beside the
+/// manifest. Losing it costs one full check, nothing more.
+pub const VOUCHES: &str = "vouches.json";
+
+/// How long a file must have gone unchanged before its stamp may stand in
+/// for its content. File systems keep times in ticks (a few milliseconds
+/// for Linux's coarse clock, up to 2 s on some), so a file rewritten within
+/// the tick of its last change would keep its stamp; one whose last change
+/// is older than any tick cannot be rewritten without a newer change time.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// The recorded shape of a kit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -136,8 +162,92 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Compares `dir` with the manifest; `None` when it matches.
+/// What the file system said about a file whose content hash matched, so
+/// that later checks can compare these instead of reading it again.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub inode: u64,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    /// Change time (any write, rename onto, chmod or `touch` moves it).
+    pub ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            size: meta.len(),
+            inode: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file's last change lies more than `settle` before `now`.
+    fn settled(&self, now: SystemTime, settle: Duration) -> bool {
+        let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+            return false;
+        };
+        let changed = Duration::new(
+            self.ctime.0.max(0) as u64,
+            self.ctime.1.clamp(0, 999_999_999) as u32,
+        );
+        self.ctime.0 >= 0 && changed + settle < now
+    }
+}
+
+/// A stamp together with the content hash it stands for: worth nothing once
+/// the file's expected hash is another one (a kit or snapshot made again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vouch {
+    pub stamp: Stamp,
+    pub hash: String,
+}
+
+/// Whether the file at `path`, whose metadata is `meta`, has the content
+/// hash `expected`: by its stamp when `vouch` holds for it, else by reading
+/// it. `Ok(Some)` is a new vouch to keep (the file was read, matched and
+/// has settled); `Err` is the hash found, or `None` for an unreadable file.
+pub fn verify(
+    path: &Path,
+    meta: &fs::Metadata,
+    expected: &str,
+    vouch: Option<&Vouch>,
+    settle: Duration,
+) -> Result<Option<Vouch>, Option<String>> {
+    let stamp = Stamp::of(meta);
+    if vouch.is_some_and(|v| v.hash == expected && v.stamp == stamp) {
+        return Ok(None);
+    }
+    // The time is taken before reading: the stamp must be from before the
+    // content that was hashed, never after.
+    let now = SystemTime::now();
+    match hash_file(path) {
+        Ok(found) if found == expected => Ok(stamp
+            .settled(now, settle)
+            .then_some(Vouch { stamp, hash: found })),
+        Ok(found) => Err(Some(found)),
+        Err(_) => Err(None),
+    }
+}
+
+/// Compares `dir` with the manifest; `None` when it matches. Files vouched
+/// for in `dir`'s [`VOUCHES`] are compared by stamp; files read instead are
+/// vouched for there for the next run (best effort: a read-only cache
+/// checks by reading every time).
 pub fn check(dir: &Path, manifest: &Manifest) -> Option<Report> {
+    check_with(dir, manifest, SETTLE)
+}
+
+fn check_with(dir: &Path, manifest: &Manifest, settle: Duration) -> Option<Report> {
+    let vouches_path = dir.join(VOUCHES);
+    let vouches: BTreeMap<String, Vouch> = fs::read(&vouches_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let fresh = Mutex::new(Vec::new());
+    let (vouches_ref, fresh_ref) = (&vouches, &fresh);
     // Every run pays this before its first guest: spread the ~13,500 stats
     // and the header hashes over the cores (they are system-call bound).
     let workers = std::thread::available_parallelism()
@@ -154,7 +264,10 @@ pub fn check(dir: &Path, manifest: &Manifest) -> Option<Report> {
                     entries
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, e)| check_entry(dir, e).map(|p| (n * chunk + i, p)))
+                        .filter_map(|(i, e)| {
+                            check_entry(dir, e, vouches_ref, fresh_ref, settle)
+                                .map(|p| (n * chunk + i, p))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -164,6 +277,22 @@ pub fn check(dir: &Path, manifest: &Manifest) -> Option<Report> {
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     });
+    let fresh = fresh.into_inner().unwrap_or_else(|e| e.into_inner());
+    if !fresh.is_empty() {
+        // Only what this manifest still hashes, so that vouches of files
+        // no longer listed do not pile up.
+        let mut kept: BTreeMap<String, Vouch> = manifest
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let v = vouches.get(&e.path)?;
+                (e.hash.as_ref() == Some(&v.hash)).then(|| (e.path.clone(), v.clone()))
+            })
+            .collect();
+        kept.extend(fresh);
+        let bytes = serde_json::to_vec(&kept).expect("vouches serialise");
+        let _ = super::record::write_atomic(&vouches_path, &bytes);
+    }
     damage.sort_by_key(|(i, _)| *i);
     let mut damage = damage.into_iter();
     let (index, problem) = damage.next()?;
@@ -176,7 +305,13 @@ pub fn check(dir: &Path, manifest: &Manifest) -> Option<Report> {
     })
 }
 
-fn check_entry(dir: &Path, e: &Entry) -> Option<Problem> {
+fn check_entry(
+    dir: &Path,
+    e: &Entry,
+    vouches: &BTreeMap<String, Vouch>,
+    fresh: &Mutex<Vec<(String, Vouch)>>,
+    settle: Duration,
+) -> Option<Problem> {
     let path = dir.join(&e.path);
     let Ok(meta) = fs::symlink_metadata(&path) else {
         return Some(Problem::Missing);
@@ -199,13 +334,20 @@ fn check_entry(dir: &Path, e: &Entry) -> Option<Problem> {
         });
     }
     let expected = e.hash.as_ref()?;
-    match hash_file(&path) {
-        Ok(found) if found == *expected => None,
-        Ok(found) => Some(Problem::Content {
+    match verify(&path, &meta, expected, vouches.get(&e.path), settle) {
+        Ok(None) => None,
+        Ok(Some(vouch)) => {
+            fresh
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((e.path.clone(), vouch));
+            None
+        }
+        Err(Some(found)) => Some(Problem::Content {
             expected: expected.clone(),
             found,
         }),
-        Err(_) => Some(Problem::Missing),
+        Err(None) => Some(Problem::Missing),
     }
 }
 
@@ -398,5 +540,85 @@ mod tests {
         fs::write(&link, "../bin").unwrap();
         let r = check(d.path(), &m).unwrap();
         assert_eq!(r.to_string(), "root/usr/link is no longer a symlink");
+    }
+
+    fn vouches(d: &Path) -> BTreeMap<String, Vouch> {
+        serde_json::from_slice(&fs::read(d.join(VOUCHES)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_file_just_written_is_read_every_time() {
+        let d = kit();
+        let m = record(d.path(), "root", &["root/bin/busybox"]).unwrap();
+        assert_eq!(check(d.path(), &m), None);
+        assert!(!d.path().join(VOUCHES).exists());
+    }
+
+    #[test]
+    fn a_vouched_file_is_compared_by_stamp_for_the_hash_it_was_read_with() {
+        let d = kit();
+        let mut m = record(d.path(), "root", &["root/bin/busybox"]).unwrap();
+        assert_eq!(check_with(d.path(), &m, Duration::ZERO), None);
+        let v = vouches(d.path());
+        assert_eq!(v.keys().collect::<Vec<_>>(), ["root/bin/busybox"]);
+        // A vouch stands in for reading: it says the content hashes to
+        // what the manifest expects, and the file is not read to dispute it.
+        let mut forged = v.clone();
+        forged.get_mut("root/bin/busybox").unwrap().hash = "forged".into();
+        fs::write(d.path().join(VOUCHES), serde_json::to_vec(&forged).unwrap()).unwrap();
+        m.entries[0].hash = Some("forged".into());
+        assert_eq!(check_with(d.path(), &m, Duration::ZERO), None);
+        // A vouch for another hash than the manifest's counts for nothing.
+        m.entries[0].hash = Some("0123456789abcdef".into());
+        let r = check_with(d.path(), &m, Duration::ZERO).unwrap();
+        assert!(matches!(r.first.problem, Problem::Content { .. }), "{r}");
+    }
+
+    #[test]
+    fn a_vouched_file_rewritten_or_replaced_at_the_same_size_is_read_again() {
+        let d = kit();
+        let busybox = d.path().join("root/bin/busybox");
+        let m = record(d.path(), "root", &["root/bin/busybox"]).unwrap();
+        assert_eq!(check_with(d.path(), &m, Duration::ZERO), None);
+        assert_eq!(vouches(d.path()).len(), 1);
+
+        // In place, same size, modification time put back: the change time
+        // still moves (past the file system's timestamp tick).
+        let mtime = fs::metadata(&busybox).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        fs::write(&busybox, vec![8u8; 5000]).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&busybox)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let r = check_with(d.path(), &m, Duration::ZERO).unwrap();
+        assert!(matches!(r.first.problem, Problem::Content { .. }), "{r}");
+
+        // Replaced by another file of the same size: another inode.
+        fs::write(&busybox, vec![7u8; 5000]).unwrap();
+        assert_eq!(check_with(d.path(), &m, Duration::ZERO), None);
+        let other = d.path().join("other");
+        fs::write(&other, vec![9u8; 5000]).unwrap();
+        fs::rename(&other, &busybox).unwrap();
+        let r = check_with(d.path(), &m, Duration::ZERO).unwrap();
+        assert!(matches!(r.first.problem, Problem::Content { .. }), "{r}");
+    }
+
+    #[test]
+    fn settling_is_measured_from_the_change_time() {
+        let stamp = Stamp {
+            size: 1,
+            inode: 1,
+            mtime: (0, 0),
+            ctime: (100, 500_000_000),
+        };
+        let at = |s: u64, ms: u64| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms)
+        };
+        assert!(!stamp.settled(at(102, 500), SETTLE));
+        assert!(stamp.settled(at(102, 501), SETTLE));
+        assert!(!stamp.settled(at(99, 0), SETTLE), "clock set back");
     }
 }
