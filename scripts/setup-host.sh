@@ -34,6 +34,8 @@ fi
 
 # Download the default guest kernel kit once, so parallel tests find it cached.
 cargo run -q -- fetch --kernel debian-6.1-cloud,debian-6.12-cloud,debian-6.1-generic
+# The Debian packages the test specs put into their guests (iptables …).
+cargo run -q -- fetch harness/tests/fixtures/modules/icmp_watch
 # Build the sanitizer kernel once (about 5 minutes on 2 cores; cached).
 cargo run -q -- fetch --kernel debug
 

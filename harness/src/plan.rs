@@ -38,6 +38,17 @@ pub enum PlanError {
     },
 }
 
+/// The files of each spec's `guest_packages`, by [`package_key`].
+pub type GuestPackageFiles = std::collections::BTreeMap<Vec<String>, Vec<GuestFile>>;
+
+/// A spec's `guest_packages` as a key: sorted, each once.
+pub fn package_key(names: &[String]) -> Vec<String> {
+    let mut key = names.to_vec();
+    key.sort();
+    key.dedup();
+    key
+}
+
 /// `suite/name` of a test.
 pub fn full_name(loaded: &LoadedSpec, test: &TestSpec) -> String {
     format!("{}/{}", loaded.suite, test.name)
@@ -110,6 +121,7 @@ pub struct Unbuilt {
 /// [`Plan::unbuilt`] (a result of the run, as a failed test is) and the
 /// other directories are still built. `make` holds the user's make
 /// variables for every module build (`--kbuild-arg`).
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     specs: &[LoadedSpec],
     filter: &[String],
@@ -117,6 +129,7 @@ pub fn prepare(
     make: &[String],
     build_root: &Path,
     guest_modules: Option<&GuestModules>,
+    guest_packages: &GuestPackageFiles,
     build_log: &mut dyn FnMut(&str),
 ) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
@@ -217,6 +230,10 @@ pub fn prepare(
         } else {
             0
         };
+        let package_files = guest_packages
+            .get(&package_key(&loaded.spec.guest_packages))
+            .cloned()
+            .unwrap_or_default();
         // Modules, helpers and the spec file's files: every test's guest.
         let mut common: Vec<GuestFile> =
             built.modules.iter().map(|m| GuestFile::module(m)).collect();
@@ -255,6 +272,7 @@ pub fn prepare(
                         build_root.join(format!("{key}-{hash:016x}.cpio"))
                     };
                     let mut all = guest_modules.map(|m| m.boot.clone()).unwrap_or_default();
+                    all.extend(package_files.iter().cloned());
                     all.extend(files.iter().cloned());
                     initramfs::write(
                         &InitramfsSpec {
@@ -289,6 +307,7 @@ pub fn prepare(
                 initrd,
                 modules: built.modules.clone(),
                 files,
+                base_files: package_files.clone(),
                 kernel_deps: kernel_deps.clone(),
                 allowed_taint,
             });

@@ -75,6 +75,9 @@ pub struct PlannedTest {
     pub modules: Vec<PathBuf>,
     /// Modules, helpers and the spec's files, as the guest gets them.
     pub files: Vec<crate::shipped::GuestFile>,
+    /// Files every guest of the spec has from the start (its
+    /// `guest_packages`): in the saved guest, not sent to a restored one.
+    pub base_files: Vec<crate::shipped::GuestFile>,
     /// In-tree modules the test's modules depend on, `modprobe`d before
     /// its first step.
     pub kernel_deps: Vec<String>,
@@ -217,6 +220,7 @@ fn run_test(
         qemu: &qemu,
         initrd: &test.initrd,
         files: &test.files,
+        base_files: &test.base_files,
         switches: test.spec.switches(),
         logs: &logs,
         timeout: config.boot_timeout,

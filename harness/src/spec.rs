@@ -38,6 +38,10 @@ pub struct SpecFile {
     /// `/modules`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub helpers: Vec<HelperSpec>,
+    /// Debian packages every test's guest gets (with their libraries):
+    /// userspace busybox lacks, such as `iptables` or `ethtool`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guest_packages: Vec<String>,
     pub tests: Vec<TestSpec>,
 }
 
@@ -964,6 +968,7 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
             suite: None,
             files: Vec::new(),
             helpers: Vec::new(),
+            guest_packages: Vec::new(),
             tests: Vec::new(),
         };
         (empty, String::new())
@@ -1039,6 +1044,16 @@ pub fn parse(text: &str, origin: &Path) -> Result<SpecFile, SpecError> {
     if let Some(suite) = &spec.suite {
         check_suite(suite).map_err(|m| SpecError::at_value(origin, text, suite, 0, m))?;
     }
+    if spec.guest_packages.len() > crate::kernel::guest_packages::MAX_PACKAGES {
+        return Err(semantic(format!(
+            "`guest_packages` names {} packages; at most {}",
+            spec.guest_packages.len(),
+            crate::kernel::guest_packages::MAX_PACKAGES
+        )));
+    }
+    for name in &spec.guest_packages {
+        check_package_name(name).map_err(|m| SpecError::at_value(origin, text, name, 0, m))?;
+    }
     let mut seen = std::collections::HashSet::new();
     for t in &spec.tests {
         if !seen.insert(&t.name) {
@@ -1052,6 +1067,24 @@ pub fn parse(text: &str, origin: &Path) -> Result<SpecFile, SpecError> {
         }
     }
     Ok(spec)
+}
+
+/// A Debian package name, as Debian policy allows them (lower case,
+/// digits, `+ - .`, starting with a letter or digit).
+fn check_package_name(name: &str) -> Result<(), String> {
+    let ok = name.len() >= 2
+        && name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} in `guest_packages` is not a Debian package name (lower case letters, digits, `+ - .`)"
+        ))
+    }
 }
 
 /// A suite name prefixes test names as `suite/test`, which reports split at
@@ -1386,6 +1419,31 @@ mod tests {
             e.contains("control characters") && e.contains("set `suite`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn guest_packages_must_be_debian_package_names() {
+        let ok = r#"{"guest_packages": ["iptables", "libc6", "g++-12"], "tests": [{"name": "t", "steps": [{"run": "true"}]}]}"#;
+        assert_eq!(
+            parse(ok, Path::new("m/modvm.json"))
+                .unwrap()
+                .guest_packages
+                .len(),
+            3
+        );
+        for bad in ["Iptables", "-x", "a b", "x", "../etc"] {
+            let text = format!(
+                r#"{{"guest_packages": [{}], "tests": [{{"name": "t", "steps": [{{"run": "true"}}]}}]}}"#,
+                serde_json::to_string(bad).unwrap()
+            );
+            let e = parse(&text, Path::new("m/modvm.json"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("not a Debian package name") && e.starts_with("m/modvm.json:1:"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

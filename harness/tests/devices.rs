@@ -3,7 +3,8 @@
 //! probing when no device is declared); scratch disks on virtio-blk and
 //! NVMe carry file systems; `modprobe null_blk` gives a block device of
 //! the kernel's own; a netfilter hook sees the ICMP answers of QEMU's user
-//! network's gateway on a declared NIC. The same tests restored and booted
+//! network's gateway on a declared NIC, and with the guest's own iptables
+//! (`guest_packages`) a LOG rule logs them too. The same tests restored and booted
 //! cold give the same verdicts; devices QEMU cannot save make their tests
 //! boot cold.
 
@@ -47,7 +48,7 @@ fn declared_devices_work_restored_and_cold_alike() {
 
     let r = verdicts(&restored);
     let c = verdicts(&cold);
-    assert_eq!(r.len(), 8, "{r:?}");
+    assert_eq!(r.len(), 9, "{r:?}");
     for (name, (status, _)) in &r {
         // The USB test names the generic flavour (below): a skip here.
         let want = if name.ends_with("usb-stick") {
@@ -69,6 +70,9 @@ fn declared_devices_work_restored_and_cold_alike() {
     assert_eq!(r["edu_drv/no-device-no-probe"].1, "restored");
     // A NIC on QEMU's user network is saved with the guest.
     assert_eq!(r["icmp_watch/sees-the-gateway-answer"].1, "restored");
+    // The guest's iptables (a Debian package, fetched by the setup) put a
+    // LOG rule in the kernel that the ping hit; the saved guest holds it.
+    assert_eq!(r["icmp_watch/iptables-log-rule"].1, "restored");
     assert_eq!(
         out.stderr
             .matches(

@@ -190,7 +190,7 @@ mod tests {
         let mut all = vec!["modvm", "fetch"];
         all.extend_from_slice(args);
         match Cli::try_parse_from(all)?.command {
-            Command::Fetch(a) => Ok(a.archive),
+            Command::Fetch(a) => Ok(a.kit.archive),
             other => panic!("{other:?}"),
         }
     }

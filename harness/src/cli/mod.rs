@@ -44,8 +44,9 @@ pub enum Command {
     Shell(Box<shell::ShellArgs>),
     /// List the tests `test` would run, without building or booting.
     List(ListArgs),
-    /// Fetch the guest kernel kit into the cache (done by `test` when needed).
-    Fetch(KitArgs),
+    /// Fetch the guest kernel kit into the cache (done by `test` when needed),
+    /// and the `guest_packages` of the specs named.
+    Fetch(FetchArgs),
     /// Check the host prerequisites and say how to fix what is missing.
     Doctor(KitArgs),
     /// List kernel profiles and the cache; fetch, build or prune them.
@@ -68,6 +69,15 @@ pub struct KitArgs {
     pub refresh: bool,
     #[command(flatten)]
     pub archive: ArchiveArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub kit: KitArgs,
+    /// Module directories or spec files whose `guest_packages` to fetch
+    /// too (a CI cache warmed before the tests, which then need no network).
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -188,11 +198,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             eprintln!("{n} test{}", if n == 1 { "" } else { "s" });
             Ok(Outcome::Success)
         }
-        Command::Fetch(args) => {
+        Command::Fetch(fetch) => {
+            let args = &fetch.kit;
             for profile in matrix::profiles(&args.kernel, &mut say)? {
                 // Fetching needs only apt's tools, not the compiler or QEMU;
                 // the fetch says what to do on a host without them.
-                let kit = prepare::fetch_kit(&args, &profile)?;
+                let kit = prepare::fetch_kit(args, &profile)?;
                 print_line(&format!(
                     "{}: {} ({}) ready in {}",
                     kit.profile,
@@ -200,6 +211,16 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                     kit.version,
                     kit.dir.display()
                 ))?;
+            }
+            if !fetch.paths.is_empty() {
+                let specs = prepare::load_specs(&fetch.paths)?;
+                for (names, files) in prepare::fetch_guest_packages(args, &specs)? {
+                    print_line(&format!(
+                        "guest packages {}: {} files ready",
+                        names.join(", "),
+                        files.len()
+                    ))?;
+                }
             }
             Ok(Outcome::Success)
         }

@@ -32,6 +32,37 @@ pub fn fetch_kit(args: &KitArgs, profile: &KernelProfile) -> Result<Kit> {
     kit.with_context(|| format!("cannot get the guest kernel `{}`", profile.name))
 }
 
+/// The `guest_packages` of every spec, fetched (or found in the cache)
+/// once per distinct list.
+pub(super) fn fetch_guest_packages(
+    args: &KitArgs,
+    specs: &[spec::LoadedSpec],
+) -> Result<plan::GuestPackageFiles> {
+    let mut out = plan::GuestPackageFiles::new();
+    let cache = paths::cache_dir(args.cache.clone());
+    let sources = args.archive.sources();
+    for loaded in specs {
+        let key = plan::package_key(&loaded.spec.guest_packages);
+        if key.is_empty() || out.contains_key(&key) {
+            continue;
+        }
+        let mut progress = KitProgress { spinner: None };
+        let fetched = kernel::guest_packages::ensure(&cache, &sources, &key, &mut progress);
+        if let Some(sp) = progress.spinner {
+            sp.finish_and_clear();
+        }
+        let fetched = fetched.with_context(|| {
+            format!(
+                "cannot get the guest packages of {} ({})",
+                loaded.path.display(),
+                key.join(", ")
+            )
+        })?;
+        out.insert(key, fetched.files);
+    }
+    Ok(out)
+}
+
 /// The host tools a kit's build tree runs for every module it builds.
 pub fn kit_tools(kit: &Kit) -> Vec<prereq::Tool> {
     let config = std::fs::read_to_string(kit.headers.join(".config")).unwrap_or_default();
@@ -160,6 +191,11 @@ pub fn prepare(
     }
     prereq::ensure(&tools, &mut say)?;
     let gdb_port = gdb_port(args.gdb)?;
+    let guest_packages = {
+        let _t = crate::trace::span("guest-packages");
+        let (kit_args, specs) = (args.kit.clone(), specs.clone());
+        until_interrupted(move || fetch_guest_packages(&kit_args, &specs))?
+    };
 
     let mut prepared = Vec::new();
     for profile in &profiles {
@@ -196,6 +232,7 @@ pub fn prepare(
             );
             let kbuild_args = args.kbuild_arg.clone();
             let guest_modules = guest_modules.clone();
+            let guest_packages = guest_packages.clone();
             until_interrupted(move || {
                 Ok(plan::prepare(
                     &specs,
@@ -204,6 +241,7 @@ pub fn prepare(
                     &kbuild_args,
                     &build_root,
                     guest_modules.as_ref(),
+                    &guest_packages,
                     &mut |log| {
                         if verbose {
                             eprint!("{log}");
@@ -662,6 +700,7 @@ pub fn one_guest(
         qemu: &config.qemu,
         initrd: &test.initrd,
         files: &test.files,
+        base_files: &test.base_files,
         // `--panic-on-*` are on the kernel command line already.
         switches: crate::guest::deliver::Switches::default(),
         logs: &logs,

@@ -36,6 +36,10 @@ pub struct LaunchRequest<'a> {
     /// The test's files (modules, helpers, the spec's `files`), each at its
     /// path in the guest.
     pub files: &'a [GuestFile],
+    /// Files the guest has from the start (the spec's `guest_packages`):
+    /// part of the saved guest, which is keyed on them; in the test's
+    /// initramfs for a cold boot.
+    pub base_files: &'a [GuestFile],
     pub switches: Switches,
     pub logs: &'a GuestLogs,
     /// How long the guest may take to be ready.
@@ -126,7 +130,7 @@ impl Restore {
         }
     }
 
-    fn recipe(&self, qemu: &QemuConfig) -> Recipe {
+    fn recipe(&self, qemu: &QemuConfig, extra_base: &[GuestFile]) -> Recipe {
         let mut qemu = qemu.clone();
         qemu.initrd = PathBuf::new();
         // The saved guest never waits for a debugger; restores of it may.
@@ -136,7 +140,7 @@ impl Restore {
             profile: self.profile.clone(),
             qemu,
             busybox: self.busybox.clone(),
-            base_files: self.base_files.clone(),
+            base_files: self.base_files.iter().chain(extra_base).cloned().collect(),
         }
     }
 
@@ -338,7 +342,7 @@ impl Launcher for Restore {
             drop(told);
             return Cold.launch(request);
         }
-        let recipe = self.recipe(request.qemu);
+        let recipe = self.recipe(request.qemu, request.base_files);
         let Some(snapshot) = self.snapshot(&recipe, request.timeout) else {
             return Cold.launch(request);
         };

@@ -156,6 +156,19 @@ impl Recipe {
             file_identity("kernel", &self.qemu.kernel),
             file_identity("busybox", &self.busybox),
         ];
+        // The base initramfs's other files (the modules disk's drivers, a
+        // spec's guest packages): one line for all, each by its place in
+        // the guest, its mode and its file's identity.
+        let base: Vec<String> = self
+            .base_files
+            .iter()
+            .map(|f| format!("{} {:o} {}", f.guest, f.mode(), file_identity("", &f.host)))
+            .collect();
+        inputs.push(format!(
+            "base files {} {:016x}",
+            base.len(),
+            stable_hash(base.join("\n").as_bytes())
+        ));
         let mut placeholder = self.qemu.clone();
         placeholder.initrd = PathBuf::from("INITRD");
         placeholder.monitor = false;
@@ -416,7 +429,14 @@ mod tests {
         same.qemu.monitor = true;
         same.qemu.initrd = "/other.cpio".into();
         assert_eq!(same.key().0, key);
-        let changed: [fn(&mut Recipe); 7] = [
+        let changed: [fn(&mut Recipe); 8] = [
+            |r| {
+                r.base_files.push(crate::shipped::GuestFile::plain(
+                    &r.busybox,
+                    "/usr/sbin/x".into(),
+                    Some(true),
+                ))
+            },
             |r| r.qemu.machine.memory_mib = 512,
             |r| r.qemu.machine.smp = 2,
             |r| r.qemu.accel = Accel::Kvm,

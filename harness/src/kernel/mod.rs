@@ -23,6 +23,7 @@ mod archive;
 pub mod busybox;
 pub mod debian;
 pub mod guest_modules;
+pub mod guest_packages;
 pub mod host;
 pub mod local;
 pub mod manifest;

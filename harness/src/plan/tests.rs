@@ -118,7 +118,17 @@ fn a_directory_that_does_not_build_is_set_aside_and_the_others_still_build() {
     let mut log = |_: &str| logs += 1;
 
     let specs = [bare, good];
-    let plan = prepare(&specs, &[], &kit, &[], &builds, None, &mut log).unwrap();
+    let plan = prepare(
+        &specs,
+        &[],
+        &kit,
+        &[],
+        &builds,
+        None,
+        &Default::default(),
+        &mut log,
+    )
+    .unwrap();
     let err = &plan.unbuilt[0].error;
     assert!(
         matches!(err, PlanError::Build { dir, .. } if *dir == empty),
@@ -135,6 +145,7 @@ fn a_directory_that_does_not_build_is_set_aside_and_the_others_still_build() {
         &[],
         &builds,
         None,
+        &Default::default(),
         &mut log,
     )
     .unwrap();
@@ -156,6 +167,7 @@ fn a_directory_that_does_not_build_is_set_aside_and_the_others_still_build() {
         &[],
         &builds,
         None,
+        &Default::default(),
         &mut log,
     )
     .unwrap();
