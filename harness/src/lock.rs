@@ -13,19 +13,37 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock on `path` (created if missing); if another process
-    /// holds it, calls `waiting` once and blocks until it is free.
+    /// holds it, calls `waiting` once and waits until it is free, or until
+    /// the user interrupts the run: a blocking flock would hold Ctrl-C's
+    /// wind-down until the other run let go (a guest being saved takes
+    /// many seconds), and the reports would not be written in time.
     pub fn exclusive(path: &Path, waiting: &mut dyn FnMut()) -> std::io::Result<Lock> {
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let try_lock = || -> std::io::Result<bool> {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(true);
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(false),
+                _ => Err(e),
+            }
+        };
+        if !try_lock()? {
             waiting();
-            // SAFETY: as above.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error());
+            while !try_lock()? {
+                if crate::children::interrupted() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Interrupted,
+                        format!("interrupted while waiting for {}", path.display()),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }
         Ok(Lock { _file: file })
