@@ -154,6 +154,17 @@ impl Console {
     /// Waits for the init's ready marker; returns the guest's kernel release
     /// and its taint mask after boot.
     pub fn wait_ready(&mut self, deadline: Instant) -> Result<(String, u64), ConsoleError> {
+        self.wait_ready_or(deadline, &mut || false)
+    }
+
+    /// [`Console::wait_ready`], ending early with [`ConsoleError::Aborted`]
+    /// when `abort` says so (asked every [`ABORT_POLL`]): a kernel that
+    /// crashed while booting is not waited for until the deadline.
+    pub fn wait_ready_or(
+        &mut self,
+        deadline: Instant,
+        abort: &mut dyn FnMut() -> bool,
+    ) -> Result<(String, u64), ConsoleError> {
         let start = b"\x1eready ";
         let finder = memmem::Finder::new(start);
         let mut poll = Poll::new(deadline);
@@ -173,7 +184,7 @@ impl Console {
                 self.pending.drain(..cut);
             }
             let capture = Capture::default();
-            self.wait_or_fail(&mut poll, &mut || false, &capture)?;
+            self.wait_or_fail(&mut poll, abort, &capture)?;
         }
     }
 

@@ -256,16 +256,29 @@ impl Recipe {
                 .prefix(&format!(".{name}-"))
                 .tempdir_in(&self.root)
                 .map_err(io(&self.root))?;
-            match self.save(staging.path(), inputs.clone(), timeout) {
-                Ok(meta) => break (staging, meta),
-                Err(SnapshotError::Crashed(title)) if crashed.is_none() => crashed = Some(title),
-                Err(SnapshotError::Crashed(title)) => {
+            let saved = self.save(staging.path(), inputs.clone(), timeout);
+            // A crash after the shell came up (while scrubbing, or as QEMU
+            // is asked to save) shows only in the kernel log: the monitor
+            // is gone with QEMU.
+            let crash = match &saved {
+                Ok(_) => None,
+                Err(SnapshotError::Crashed(title)) => Some(title.clone()),
+                Err(_) => {
+                    let tail = crate::runner::tail_of_file(&staging.path().join("kernel.log"), 400);
+                    crate::crash::detect(&tail).first().map(|c| c.title.clone())
+                }
+            };
+            match (saved, crash) {
+                (Ok(meta), _) => break (staging, meta),
+                (Err(e), _) if crate::children::interrupted() => return Err(e),
+                (Err(_), Some(title)) if crashed.is_none() => crashed = Some(title),
+                (Err(_), Some(title)) => {
                     return Err(SnapshotError::CrashedTwice(
                         crashed.unwrap_or_default(),
                         title,
                     ))
                 }
-                Err(e) => return Err(e),
+                (Err(e), None) => return Err(e),
             }
         };
         let dir = self.root.join(&name);
