@@ -81,9 +81,11 @@ mib() { if [[ -n $1 ]]; then du -sm "$1" | awk '{ print $1 }'; else echo "—"; 
 printf '| profile | restore (ms) | hello restored, whole command (ms) | cold boot (ms) | hello --cold, whole command (ms) | saved guest (MiB) | modules disk (MiB) |\n'
 printf '| --- | --- | --- | --- | --- | --- | --- |\n'
 for p in "${names[@]}"; do
-	snap=$(ls -td "$cache/snapshots/$p"-* 2>/dev/null | grep -v '\.lock$' | head -1)
-	disk=$(ls -td "$cache/guest-modules/$p"-* 2>/dev/null | grep -v '\.lock$' | head -1)
-	[[ $p == *+devices ]] && snap= disk=
+	snap= disk=
+	if [[ $p != *+devices ]]; then
+		snap=$(ls -td "$cache/snapshots/$p"-* 2>/dev/null | grep -v '\.lock$' | head -1 || true)
+		disk=$(ls -td "$cache/guest-modules/$p"-* 2>/dev/null | grep -v '\.lock$' | head -1 || true)
+	fi
 	printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$p" \
 		"$(median "$tmp/$p.restored_boot")" "$(median "$tmp/$p.restored_cmd")" \
 		"$(median "$tmp/$p.cold_boot")" "$(median "$tmp/$p.cold_cmd")" \
