@@ -119,7 +119,11 @@ impl Guest {
         // A kernel that crashed while booting will not print the marker:
         // stop waiting as soon as its log shows a fatal crash.
         let klog = &guest.klog;
-        let mut crashed = || crate::crash::detect(&klog.tail(200)).iter().any(|c| c.fatal);
+        let mut crashed = || {
+            crate::crash::detect(&klog.tail(200))
+                .iter()
+                .any(|c| c.fatal)
+        };
         match guest.console.wait_ready_or(deadline, &mut crashed) {
             Ok((release, taint)) => {
                 guest.release = release;
