@@ -91,21 +91,24 @@ fn declared_devices_work_restored_and_cold_alike() {
     );
 }
 
+/// Writes `spec` into `dir` and runs `modvm test` on it, which must stop
+/// with exit 2 before any guest.
+fn refused_spec(dir: &std::path::Path, spec: &str) -> Output {
+    std::fs::write(dir.join("modvm.json"), spec).unwrap();
+    let out = modvm(&["test", "--accel", "tcg", dir.to_str().unwrap()], &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    out
+}
+
 #[test]
 fn a_bad_device_is_refused_at_its_place_in_the_spec() {
     let dir = module_copy();
-    std::fs::write(
-        dir.path().join("modvm.json"),
+    let out = refused_spec(
+        dir.path(),
         r#"{ "tests": [ { "name": "t",
   "devices": ["edu", { "disk": { "name": "d", "size_mib": 99999999 } }],
   "steps": [{ "insmod": "hello" }] } ] }"#,
-    )
-    .unwrap();
-    let out = modvm(
-        &["test", "--accel", "tcg", dir.path().to_str().unwrap()],
-        &[],
     );
-    assert_eq!(out.code, 2, "{}", out.all());
     assert!(
         out.stderr.contains("modvm.json:")
             && out.stderr.contains("`size_mib` must be between 1 and"),
@@ -152,18 +155,12 @@ fn a_raw_qemu_device_is_checked_against_qemu_and_reaches_the_guest() {
         out.all()
     );
 
-    std::fs::write(
-        &spec,
+    let out = refused_spec(
+        dir.path(),
         r#"{ "tests": [ { "name": "t",
   "devices": [{ "qemu": "no-such-device" }],
   "steps": [{ "insmod": "hello" }] } ] }"#,
-    )
-    .unwrap();
-    let out = modvm(
-        &["test", "--accel", "tcg", dir.path().to_str().unwrap()],
-        &[],
     );
-    assert_eq!(out.code, 2, "{}", out.all());
     let place = format!("{}:2:", spec.display());
     assert!(
         out.stderr.contains(&place) && out.stderr.contains("has no device `no-such-device`"),
