@@ -690,6 +690,13 @@ fn absent(expects: &[Expect], lines: &[&str], place: &str, failures: &mut Vec<St
     }
 }
 
+/// The first crash in the end of a kernel log file: how a boot that
+/// failed says whether its kernel crashed (the QEMU exit that follows a
+/// panic does not say so).
+pub(crate) fn crash_in_log(path: &Path) -> Option<crate::outcome::Crash> {
+    crash::detect(&tail_of_file(path, 400)).into_iter().next()
+}
+
 /// The last `n` lines of a kernel log file.
 pub(crate) fn tail_of_file(path: &Path, n: usize) -> Vec<KernelLine> {
     let text = std::fs::read(path).unwrap_or_default();

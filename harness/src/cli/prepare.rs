@@ -709,8 +709,7 @@ pub fn one_guest(
     let (guest, _) = config.launcher.launch(&launch).map_err(|e| {
         // A kernel that panicked while booting says so in its log; the
         // QEMU exit that followed does not.
-        let tail = runner::tail_of_file(&logs.kernel, 400);
-        let why = match crate::crash::detect(&tail).first() {
+        let why = match runner::crash_in_log(&logs.kernel) {
             Some(c) => format!(
                 "the kernel crashed during boot: {}",
                 crate::report::human::printable(&c.title)

@@ -89,8 +89,7 @@ impl Launcher for Cold {
 
 /// Whether the kernel log of a boot that failed shows a crash.
 fn crashed_while_booting(logs: &GuestLogs) -> bool {
-    let tail = crate::runner::tail_of_file(&logs.kernel, 400);
-    !crate::crash::detect(&tail).is_empty()
+    crate::runner::crash_in_log(&logs.kernel).is_some()
 }
 
 /// Moves a failed boot's kernel log and console aside (`kernel.log` →

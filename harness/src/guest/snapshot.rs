@@ -264,8 +264,7 @@ impl Recipe {
                 Ok(_) => None,
                 Err(SnapshotError::Crashed(title)) => Some(title.clone()),
                 Err(_) => {
-                    let tail = crate::runner::tail_of_file(&staging.path().join("kernel.log"), 400);
-                    crate::crash::detect(&tail).first().map(|c| c.title.clone())
+                    crate::runner::crash_in_log(&staging.path().join("kernel.log")).map(|c| c.title)
                 }
             };
             match (saved, crash) {
@@ -309,9 +308,8 @@ impl Recipe {
         qemu.incoming = None;
         let logs = GuestLogs::in_dir(dir);
         let mut guest = Guest::boot(&qemu, &logs, timeout).map_err(|e| {
-            let tail = crate::runner::tail_of_file(&logs.kernel, 400);
-            match crate::crash::detect(&tail).first() {
-                Some(crash) => SnapshotError::Crashed(crash.title.clone()),
+            match crate::runner::crash_in_log(&logs.kernel) {
+                Some(crash) => SnapshotError::Crashed(crash.title),
                 None => e.into(),
             }
         })?;

@@ -81,16 +81,13 @@ impl Device {
     /// `scratch_dir`.
     pub fn args(&self, scratch_dir: &Path) -> Vec<OsString> {
         match self {
-            Device::ModulesDisk(image) => vec![
-                "-drive".into(),
-                format!(
-                    "file={},if=none,id=modules,format=raw,readonly=on",
-                    option_value(&image.to_string_lossy())
-                )
-                .into(),
-                "-device".into(),
-                format!("virtio-blk-pci,drive=modules,serial={MODULES_DISK_SERIAL}").into(),
-            ],
+            Device::ModulesDisk(image) => drive_args(
+                image,
+                "modules",
+                "format=raw,readonly=on",
+                "virtio-blk-pci",
+                MODULES_DISK_SERIAL,
+            ),
             Device::Pci(model) | Device::Raw(model) => vec!["-device".into(), model.into()],
             Device::Usb(model) => vec!["-device".into(), format!("{model},bus={XHCI}.0").into()],
             Device::Nic { model, net, index } => {
@@ -110,22 +107,18 @@ impl Device {
                 ]
             }
             Device::ScratchDisk { name, bus, .. } => {
-                let file = scratch_dir.join(Self::scratch_file(name));
                 let controller = match bus {
-                    DiskBus::VirtioBlk => "virtio-blk-pci",
-                    DiskBus::Nvme => "nvme",
-                    DiskBus::Usb => "usb-storage,bus=xhci.0",
+                    DiskBus::VirtioBlk => "virtio-blk-pci".to_string(),
+                    DiskBus::Nvme => "nvme".to_string(),
+                    DiskBus::Usb => format!("usb-storage,bus={XHCI}.0"),
                 };
-                vec![
-                    "-drive".into(),
-                    format!(
-                        "file={},if=none,id=disk-{name},format=raw",
-                        option_value(&file.to_string_lossy())
-                    )
-                    .into(),
-                    "-device".into(),
-                    format!("{controller},drive=disk-{name},serial=modvm-{name}").into(),
-                ]
+                drive_args(
+                    &scratch_dir.join(Self::scratch_file(name)),
+                    &format!("disk-{name}"),
+                    "format=raw",
+                    &controller,
+                    &format!("modvm-{name}"),
+                )
             }
         }
     }
@@ -172,6 +165,27 @@ impl Device {
             Device::Nic { .. } => None,
         }
     }
+}
+
+/// A disk: its image as a drive on no bus, and the controller device that
+/// shows it to the guest with `serial`.
+fn drive_args(
+    image: &Path,
+    id: &str,
+    options: &str,
+    controller: &str,
+    serial: &str,
+) -> Vec<OsString> {
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},if=none,id={id},{options}",
+            option_value(&image.to_string_lossy())
+        )
+        .into(),
+        "-device".into(),
+        format!("{controller},drive={id},serial={serial}").into(),
+    ]
 }
 
 /// The id of the xHCI controller USB devices hang off; there is one when
