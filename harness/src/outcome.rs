@@ -135,6 +135,30 @@ impl StepResult {
     }
 }
 
+/// A result inside a test (see [`TestResult::cases`]): a KUnit suite
+/// (whose `cases` are its test cases) or case, a fault-injection point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseResult {
+    /// As the kernel or modvm names it: `example_suite`, `example_case`,
+    /// `fault 3`.
+    pub name: String,
+    pub status: Status,
+    /// Why it did not pass (the first failure line), or a note (a skip's
+    /// reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Where it failed, `file:line` (a failed expectation, an injected
+    /// call site).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The crash that ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash: Option<Crash>,
+    /// Results inside this one (a suite's cases).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cases: Vec<CaseResult>,
+}
+
 /// One test as it ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {
@@ -164,6 +188,11 @@ pub struct TestResult {
     /// Last kernel lines, for tests that ended without finishing a step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kernel_tail: Vec<KernelLine>,
+    /// Results inside the test: the KUnit suites its modules ran, the
+    /// points `--faults` injected a failure at. Each reporter lists them
+    /// under the test; the test's status already accounts for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cases: Vec<CaseResult>,
     pub artifacts: PathBuf,
 }
 
@@ -208,6 +237,7 @@ impl TestResult {
             crash: None,
             crash_detect_ms: None,
             kernel_tail: Vec::new(),
+            cases: Vec::new(),
             artifacts,
         }
     }

@@ -194,6 +194,7 @@ fn run_test(
         crash: None,
         crash_detect_ms: None,
         kernel_tail: Vec::new(),
+        cases: Vec::new(),
         artifacts: dir.clone(),
     };
     if !test.spec.runs_on(&config.profile) {
@@ -810,6 +811,7 @@ mod tests {
             }),
             crash_detect_ms: None,
             kernel_tail: Vec::new(),
+            cases: Vec::new(),
             artifacts: PathBuf::new(),
         }
     }

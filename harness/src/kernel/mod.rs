@@ -147,6 +147,9 @@ fn ensure_cached(
     sources: &Sources,
     progress: &mut dyn Progress,
 ) -> Result<Kit, KitError> {
+    // A source kit built from another fragment (modvm's own changed, or the
+    // user edited theirs) lacks what the fragment now promises: build again.
+    let refresh = refresh || source::is_stale(cache, profile);
     if !refresh {
         if let CacheState::Ready(kit) = inspect(cache, profile) {
             return Ok(kit);

@@ -66,6 +66,25 @@ pub fn missing_tools() -> Vec<&'static str> {
         .collect()
 }
 
+/// Whether the cached kit of a source profile was built from another text
+/// of its fragment than the one the profile has now (the kit's directory
+/// name ends in the fragment's hash). False when nothing is cached or the
+/// fragment cannot be read: the build then says why.
+pub(super) fn is_stale(cache: &Path, profile: &KernelProfile) -> bool {
+    let Source::Source { fragment, .. } = &profile.source else {
+        return false;
+    };
+    let (Some(kit), Ok(text)) = (
+        super::cached(cache, profile),
+        fragment_text(profile, fragment),
+    ) else {
+        return false;
+    };
+    let hash = super::manifest::hash_bytes(text.as_bytes());
+    let name = kit.dir.file_name().unwrap_or_default().to_string_lossy();
+    !name.ends_with(&hash[..12])
+}
+
 /// Builds the profile's kernel into a new kit of the cache; called under
 /// the profile's lock.
 pub(super) fn build(

@@ -47,6 +47,7 @@ fn test(name: &str, status: Status, duration_ms: u64, boot_ms: Option<u64>) -> T
         crash: None,
         crash_detect_ms: None,
         kernel_tail: Vec::new(),
+        cases: Vec::new(),
         artifacts: Path::new(ARTIFACTS)
             .join(dir_name(suite))
             .join(dir_name(case)),
