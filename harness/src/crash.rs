@@ -861,7 +861,11 @@ fn sanitizer_kind<'a>(header: &'a str, prefix: &str) -> &'a str {
 /// The kernel itself leaks now and then during boot, and a scan reports
 /// every leak it finds, so a block counts only when a module under test
 /// made the allocation: [`detect`] deliberately ignores these blocks.
-pub fn detect_leaks(lines: &[KernelLine], modules: &[&str]) -> Vec<Crash> {
+pub fn detect_leaks(
+    lines: &[KernelLine],
+    modules: &[&str],
+    place: &dyn Fn(u64) -> Option<Frame>,
+) -> Vec<Crash> {
     let wanted: Vec<String> = modules.iter().map(|m| m.replace('-', "_")).collect();
     let texts: Vec<&str> = lines.iter().map(|l| strip_kmemleak(&l.text)).collect();
     let mut crashes: Vec<Crash> = Vec::new();
@@ -878,7 +882,11 @@ pub fn detect_leaks(lines: &[KernelLine], modules: &[&str]) -> Vec<Crash> {
         let frames: Vec<Frame> = block
             .iter()
             .skip_while(|t| t.trim() != "backtrace:")
-            .filter_map(|t| parse_trace_line(t).map(|(f, _)| f))
+            .filter_map(|t| {
+                parse_trace_line(t)
+                    .map(|(f, _)| f)
+                    .or_else(|| bare_frame(t, place))
+            })
             .collect();
         let culprit = frames.iter().find(|f| {
             f.module
@@ -899,6 +907,15 @@ pub fn detect_leaks(lines: &[KernelLine], modules: &[&str]) -> Vec<Crash> {
         i = end;
     }
     crashes
+}
+
+/// A backtrace line whose address the kernel could no longer name
+/// (`[<…>] 0xffffffffc0201c3a`: freed `__init` code, an unloaded module),
+/// placed by `place`.
+fn bare_frame(text: &str, place: &dyn Fn(u64) -> Option<Frame>) -> Option<Frame> {
+    let last = text.split_whitespace().last()?;
+    let address = u64::from_str_radix(last.strip_prefix("0x")?, 16).ok()?;
+    place(address)
 }
 
 /// "unreferenced object 0xffff888003a1c000 (size 128):"
@@ -1545,7 +1562,7 @@ Kernel Offset: 0x2800000 from 0xffffffff81000000";
         let lines = parse(include_str!("../tests/data/klog/debug_leak.log"));
         // Not a crash on its own: only a leak of a module under test counts.
         assert!(detect(&lines).is_empty());
-        let leaks = detect_leaks(&lines, &["leak"]);
+        let leaks = detect_leaks(&lines, &["leak"], &|_| None);
         assert_eq!(leaks.len(), 1);
         let c = &leaks[0];
         assert_eq!(c.title, "memory leak in leak_alloc");
@@ -1553,7 +1570,7 @@ Kernel Offset: 0x2800000 from 0xffffffff81000000";
         assert!(c.report[0].starts_with("unreferenced object 0x"));
         assert!(c.report.last().unwrap().contains("entry_SYSCALL_64"));
         assert_eq!(module_frames(c), vec![("leak_alloc", Some(0x3c), "leak")]);
-        assert!(detect_leaks(&lines, &["other"]).is_empty());
+        assert!(detect_leaks(&lines, &["other"], &|_| None).is_empty());
     }
 
     #[test]
@@ -1580,10 +1597,26 @@ Kernel Offset: 0x2800000 from 0xffffffff81000000";
             "    [<(____ptrval____)>] my_alloc+0x3c/0x46 [my_mod]",
         ]
         .join("\n");
-        let leaks = detect_leaks(&parse(&log), &["my-mod"]);
+        let leaks = detect_leaks(&parse(&log), &["my-mod"], &|_| None);
         let titles: Vec<&str> = leaks.iter().map(|c| c.title.as_str()).collect();
         assert_eq!(titles, ["memory leak in my_alloc"]);
         assert_eq!(leaks[0].report.len(), 8);
+        // Where the module lay is known: the bare address is its __init code.
+        let place = |a: u64| {
+            (a == 0xffff_ffff_a000_003d).then(|| Frame {
+                function: "my_init".into(),
+                offset: Some(0x3d),
+                module: Some("my_mod".into()),
+                file: None,
+                line: None,
+            })
+        };
+        let leaks = detect_leaks(&parse(&log), &["my-mod"], &place);
+        let titles: Vec<&str> = leaks.iter().map(|c| c.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            ["memory leak in my_alloc", "memory leak in my_init"]
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod machine;
 pub mod outcome;
 pub mod partition;
 pub mod paths;
+pub mod placement;
 pub mod plan;
 pub mod prereq;
 pub mod qemu;

@@ -333,6 +333,7 @@ fn run_steps(
     let rounds = test.spec.repeat;
     let mut failed_round = None;
     let mut debugged = crate::guest::gdb::LoadedModules::default();
+    let mut placements = crate::placement::Placements::default();
     for round in 1..=rounds {
         for (i, step) in test.spec.steps.iter().enumerate() {
             let index = result.steps.len();
@@ -371,12 +372,6 @@ fn run_steps(
                 Some(_) => crate::guest::gdb::NO_DEADLINE.as_secs_f64(),
                 None => test.spec.timeout_of(step, step_timeout_s),
             };
-            // A module's leaks are named while it is still loaded: after
-            // rmmod its frames have no symbols left.
-            let leaked = match (&step.action, kmemleak) {
-                (crate::spec::Action::Rmmod(_), true) => leaks::scan(guest, &module_names),
-                _ => Vec::new(),
-            };
             let outcome = run_step(
                 guest,
                 test.allowed_taint,
@@ -401,7 +396,23 @@ fn run_steps(
                     debugged.loaded(guest, &name, ko, &result.artifacts);
                 }
             }
-            if !leaked.is_empty() && r.status == Status::Pass {
+            if kmemleak && r.status == Status::Pass {
+                if let crate::spec::Action::Insmod(load) = &step.action {
+                    let name = crate::kbuild::module_name(&load.name);
+                    if let Some(ko) = crate::placement::ko_of(&name, &test.modules) {
+                        if let Some(p) = crate::placement::read(guest, &name, ko) {
+                            placements.record(p);
+                        }
+                    }
+                }
+            }
+            let leaked = match (&step.action, kmemleak, r.status) {
+                (crate::spec::Action::Rmmod(_), true, Status::Pass) => {
+                    leaks::scan(guest, &module_names, placements.all())
+                }
+                _ => Vec::new(),
+            };
+            if !leaked.is_empty() {
                 r.failures.push(format!("kmemleak: {}", leaked[0].title));
                 r.crashes.extend(leaked);
                 r.status = Status::Crash;

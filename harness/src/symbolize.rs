@@ -162,6 +162,30 @@ struct Symbol {
     value: u64,
 }
 
+/// The function symbols of `ko`: (section, start in it, size, name), for
+/// placing bare addresses (see `placement`).
+pub(crate) fn function_symbols(ko: &Path) -> Option<Vec<(String, u64, u64, String)>> {
+    let out = run(Command::new("objdump").arg("-t").arg("-w").arg(ko))?;
+    Some(parse_function_sizes(&out))
+}
+
+/// `objdump -t` function lines with their sizes (the field after the tab).
+fn parse_function_sizes(text: &str) -> Vec<(String, u64, u64, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once('\t')?;
+            if !left.split_whitespace().any(|f| f == "F") {
+                return None;
+            }
+            let value = u64::from_str_radix(left.split_whitespace().next()?, 16).ok()?;
+            let section = left.split_whitespace().last()?;
+            let mut r = right.split_whitespace();
+            let size = u64::from_str_radix(r.next()?, 16).ok()?;
+            Some((section.to_string(), value, size, r.next()?.to_string()))
+        })
+        .collect()
+}
+
 fn symbol_table(ko: &Path) -> Option<HashMap<String, Symbol>> {
     let out = run(Command::new("objdump").arg("-t").arg("-w").arg(ko))?;
     Some(parse_symbol_table(&out))

@@ -115,16 +115,7 @@ impl LoadedModules {
     /// the debugger picks them up. Failures are said, never fatal: the
     /// test itself goes on.
     pub fn loaded(&mut self, guest: &mut Guest, name: &str, ko: &Path, dir: &Path) {
-        let command = format!(
-            "cd /sys/module/{name}/sections && for f in .* *; do [ -f \"$f\" ] && echo \"$f $(cat \"$f\")\"; done"
-        );
-        let capture = guest.exec(
-            "gdb-sections",
-            &command,
-            Instant::now() + Duration::from_secs(30),
-            &mut |_| {},
-        );
-        let sections = parse_sections(&capture.output);
+        let sections = crate::placement::read_sections(guest, name);
         let ko = absolute(ko);
         let Some(line) = add_symbol_file(&ko, &sections) else {
             eprintln!("modvm: cannot read the sections of {name} in the guest; gdb gets no symbols for it");
@@ -156,18 +147,6 @@ fn pause(guest: &Guest) -> Result<(), String> {
         Qmp::connect(path, Instant::now() + Duration::from_secs(5)).map_err(|e| e.to_string())?;
     qmp.execute("stop", None).map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// `<section> <address>` lines, as the guest printed them.
-fn parse_sections(output: &str) -> Vec<(String, u64)> {
-    output
-        .lines()
-        .filter_map(|l| {
-            let (name, addr) = l.trim().split_once(' ')?;
-            let addr = u64::from_str_radix(addr.trim().trim_start_matches("0x"), 16).ok()?;
-            Some((name.to_string(), addr))
-        })
-        .collect()
 }
 
 /// gdb's command to add `ko`'s symbols at `sections`; `None` when no
@@ -214,7 +193,7 @@ mod tests {
     #[test]
     fn sections_become_one_add_symbol_file_line() {
         let out = ".bss 0xffffffffc0002440\n.data 0xffffffffc0002000\n.text 0xffffffffc0000000\n.note.gnu.build-id 0xffffffffc0001000\njunk\n";
-        let s = parse_sections(out);
+        let s = crate::placement::parse_sections(out);
         assert_eq!(s.len(), 4);
         let line = add_symbol_file(Path::new("/b/hello.ko"), &s).unwrap();
         assert_eq!(
@@ -226,15 +205,19 @@ mod tests {
     #[test]
     fn hidden_or_missing_addresses_give_no_line() {
         assert!(add_symbol_file(Path::new("m.ko"), &[]).is_none());
-        let hidden = parse_sections(".text 0x0000000000000000\n.data 0x0000000000000000\n");
+        let hidden = crate::placement::parse_sections(
+            ".text 0x0000000000000000\n.data 0x0000000000000000\n",
+        );
         assert!(add_symbol_file(Path::new("m.ko"), &hidden).is_none());
-        let tables = parse_sections(".symtab 0xffffffffc0208000\n.strtab 0xffffffffc0208240\n");
+        let tables = crate::placement::parse_sections(
+            ".symtab 0xffffffffc0208000\n.strtab 0xffffffffc0208240\n",
+        );
         assert!(add_symbol_file(Path::new("m.ko"), &tables).is_none());
     }
 
     #[test]
     fn a_module_without_text_is_placed_by_its_other_sections() {
-        let s = parse_sections(".exit.text 0xffffffffc0201000\n.init.text 0xffffffffc0206000\n.symtab 0xffffffffc0208000\n");
+        let s = crate::placement::parse_sections(".exit.text 0xffffffffc0201000\n.init.text 0xffffffffc0206000\n.symtab 0xffffffffc0208000\n");
         assert_eq!(
             add_symbol_file(Path::new("/b/my mod.ko"), &s).unwrap(),
             "add-symbol-file '/b/my mod.ko' -s .exit.text 0xffffffffc0201000 -s .init.text 0xffffffffc0206000"

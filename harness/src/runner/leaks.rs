@@ -3,17 +3,20 @@
 //!
 //! Only kernels configured with kmemleak pay for this (the kit's `.config`
 //! says). At the start of a test kmemleak forgets what the kernel itself leaked
-//! during boot (`clear`); before each `rmmod` it scans twice (it reports an
+//! during boot (`clear`); after each `rmmod` it scans twice (it reports an
 //! object only when it was unchanged across two scans) and its report is
 //! read. Only leaks whose allocation backtrace has a frame in one of the
-//! test's modules count. The scan runs while the module is still loaded,
-//! because after `rmmod` its frames have no symbols left to name.
+//! test's modules count. The scan runs once the module is gone, so that
+//! what its exit function allocated or failed to free is seen too; the
+//! frames it printed as bare addresses are named from where the module lay
+//! (`placement`), recorded after its `insmod`.
 
 use crate::crash;
 use crate::guest::exec::Ended;
 use crate::guest::Guest;
 use crate::klog::KernelLine;
 use crate::outcome::Crash;
+use crate::placement::Placement;
 use std::time::{Duration, Instant};
 
 const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
@@ -29,7 +32,7 @@ pub fn start(guest: &mut Guest) -> bool {
 
 /// The leaks of `modules` kmemleak finds now (kernel names, as `lsmod`
 /// shows them); the findings are cleared after reading.
-pub fn scan(guest: &mut Guest, modules: &[String]) -> Vec<Crash> {
+pub fn scan(guest: &mut Guest, modules: &[String], placed: &[Placement]) -> Vec<Crash> {
     let command = format!(
         "echo scan > {KMEMLEAK}; echo scan > {KMEMLEAK}; cat {KMEMLEAK}; echo clear > {KMEMLEAK}"
     );
@@ -38,7 +41,7 @@ pub fn scan(guest: &mut Guest, modules: &[String]) -> Vec<Crash> {
     };
     let lines: Vec<KernelLine> = output.lines().map(KernelLine::parse).collect();
     let names: Vec<&str> = modules.iter().map(String::as_str).collect();
-    crash::detect_leaks(&lines, &names)
+    crash::detect_leaks(&lines, &names, &|a| crate::placement::resolve(placed, a))
 }
 
 /// Runs a command of modvm's own (not a step of the spec) and returns its
