@@ -182,6 +182,17 @@ fn parse_trace_line(text: &str) -> Option<(Frame, bool)> {
     parse_symbol(s).map(|f| (f, reliable))
 }
 
+/// The frames of a call-trace dump (`dump_stack`'s lines) that the
+/// unwinder vouches for (`?` guesses left out), innermost first.
+pub fn reliable_frames(lines: &[&str]) -> Vec<Frame> {
+    lines
+        .iter()
+        .filter_map(|l| parse_trace_line(l))
+        .filter(|(_, reliable)| *reliable)
+        .map(|(f, _)| f)
+        .collect()
+}
+
 /// The faulting kernel instruction: `RIP: 0010:func+0x18/0x30 [mod]` (or the
 /// older `RIP: [<addr>] func+...`). User-space RIPs (`0033:0x47fbe9`) have no
 /// symbol and yield nothing.

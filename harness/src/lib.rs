@@ -13,6 +13,7 @@ pub mod cli;
 pub mod console;
 pub mod crash;
 pub mod errno;
+pub mod faults;
 pub mod guest;
 pub mod helpers;
 pub mod initramfs;

@@ -43,6 +43,31 @@ impl Placement {
         })
     }
 
+    /// A placement from the addresses of some of the module's functions
+    /// (what the fault-injection helper prints while the module is coming):
+    /// each function's section lies at its address less its start there.
+    pub(crate) fn from_anchors(
+        module: &str,
+        ko: &Path,
+        anchors: &[(String, u64)],
+    ) -> Option<Placement> {
+        let functions = crate::symbolize::function_symbols(ko)?;
+        let mut sections: Vec<(String, u64)> = Vec::new();
+        for (name, address) in anchors {
+            let Some((section, start, _, _)) = functions.iter().find(|f| f.3 == *name) else {
+                continue;
+            };
+            if !sections.iter().any(|(s, _)| s == section) {
+                sections.push((section.clone(), address.wrapping_sub(*start)));
+            }
+        }
+        (!sections.is_empty()).then(|| Placement {
+            module: module.to_string(),
+            sections,
+            functions,
+        })
+    }
+
     /// The frame of the module's function that holds `address`.
     pub(crate) fn frame(&self, address: u64) -> Option<Frame> {
         self.sections

@@ -120,7 +120,8 @@ pub struct Unbuilt {
 /// A module that does not compile for this kernel is listed in
 /// [`Plan::unbuilt`] (a result of the run, as a failed test is) and the
 /// other directories are still built. `make` holds the user's make
-/// variables for every module build (`--kbuild-arg`).
+/// variables for every module build (`--kbuild-arg`); `extra_files` go
+/// into every guest (modvm's fault-injection helper).
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     specs: &[LoadedSpec],
@@ -130,6 +131,7 @@ pub fn prepare(
     build_root: &Path,
     guest_modules: Option<&GuestModules>,
     guest_packages: &GuestPackageFiles,
+    extra_files: &[GuestFile],
     build_log: &mut dyn FnMut(&str),
 ) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
@@ -245,6 +247,7 @@ pub fn prepare(
             ));
         }
         common.extend(shipped(loaded, &loaded.spec.files));
+        common.extend(extra_files.iter().cloned());
         // One initramfs per set of files: tests that ship files of their
         // own get one each.
         let mut written: Vec<(Vec<GuestFile>, PathBuf)> = Vec::new();

@@ -16,8 +16,10 @@ use crate::qemu::QemuConfig;
 use crate::spec::{ExitExpect, Expect, Step, TestSpec};
 use crate::symbolize;
 
+mod faults;
 mod leaks;
 mod schedule;
+mod spare;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -49,6 +51,8 @@ pub struct RunConfig {
     pub kernel_symbols: Option<(PathBuf, PathBuf)>,
     /// The kernel has kmemleak: scan for the modules' leaks.
     pub kmemleak: bool,
+    /// Fault injection (`--faults`, a spec's `faults`).
+    pub faults: Faults,
     /// The kernel's `Module.symvers`, to say who exports an unknown symbol.
     pub symvers: PathBuf,
     /// Boots or restores each test's guest.
@@ -56,6 +60,16 @@ pub struct RunConfig {
     /// Given the guest of a test that did not pass, before it is stopped
     /// (`modvm test --keep`).
     pub keep: Option<std::sync::Arc<dyn KeepGuest>>,
+}
+
+/// Fault injection in a run.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Every test (`--faults`), not only those whose spec asks.
+    pub all: bool,
+    /// Why this kernel cannot inject faults (its tests that ask are
+    /// skipped with this reason).
+    pub unsupported: Option<String>,
 }
 
 /// Looks at the guest a test that did not pass left behind, on the test's
@@ -172,17 +186,35 @@ fn run_test(
     config: &RunConfig,
     test: &PlannedTest,
     id: TestId,
+    spare: &spare::Spare,
     reporter: &mut dyn Reporter,
 ) -> TestResult {
     let name = test.name();
     reporter.event(&Event::TestStarted { id, name: &name });
-    let started = Instant::now();
     let dir = config
         .artifacts
         .join(dir_name(&test.suite))
         .join(dir_name(&test.spec.name));
-    let mut result = TestResult {
-        name: name.clone(),
+    if !test.spec.runs_on(&config.profile) {
+        let mut result = empty_result(config, test, &dir);
+        result.status = Status::Skip;
+        result.message = Some(format!(
+            "runs on {} only, not on {}",
+            test.spec.kernels.join(", "),
+            config.profile
+        ));
+        return result;
+    }
+    if config.faults.all || test.spec.faults.is_some() {
+        return faults::run(config, test, id, spare, reporter, &dir);
+    }
+    run_guest(config, test, &dir, id, reporter, None, &mut |_, _| {})
+}
+
+/// A result with nothing happened yet.
+fn empty_result(config: &RunConfig, test: &PlannedTest, dir: &Path) -> TestResult {
+    TestResult {
+        name: test.name(),
         kernel: config.profile.clone(),
         kernel_release: config.release.clone(),
         status: Status::Error,
@@ -195,17 +227,27 @@ fn run_test(
         crash_detect_ms: None,
         kernel_tail: Vec::new(),
         cases: Vec::new(),
-        artifacts: dir.clone(),
-    };
-    if !test.spec.runs_on(&config.profile) {
-        result.status = Status::Skip;
-        result.message = Some(format!(
-            "runs on {} only, not on {}",
-            test.spec.kernels.join(", "),
-            config.profile
-        ));
-        return result;
+        artifacts: dir.to_path_buf(),
     }
+}
+
+/// Runs `test` once on a fresh guest whose logs go to `dir`. When the
+/// step at `stop_at` fails cleanly (a non-zero exit, no crash), the test
+/// ends there as a pass (an injected fault made `insmod` fail, and what
+/// follows needs the module). `after` sees the guest once the steps ran.
+fn run_guest(
+    config: &RunConfig,
+    test: &PlannedTest,
+    dir: &Path,
+    id: TestId,
+    reporter: &mut dyn Reporter,
+    stop_at: Option<usize>,
+    after: &mut dyn FnMut(&mut Guest, &mut TestResult),
+) -> TestResult {
+    let name = test.name();
+    let started = Instant::now();
+    let dir = dir.to_path_buf();
+    let mut result = empty_result(config, test, &dir);
     let mut qemu = config.qemu.clone();
     if let Some(n) = test.spec.smp {
         qemu.machine.smp = n;
@@ -237,8 +279,18 @@ fn run_test(
             });
             {
                 let _t = crate::trace::span("steps");
-                run_steps(&mut guest, test, config, id, &name, &mut result, reporter);
+                run_steps(
+                    &mut guest,
+                    test,
+                    config,
+                    id,
+                    &name,
+                    &mut result,
+                    reporter,
+                    stop_at,
+                );
             }
+            after(&mut guest, &mut result);
             if result.status != Status::Pass {
                 result.kernel_tail = guest.klog.tail(TAIL_LINES);
                 if let Some(keep) = &config.keep {
@@ -310,6 +362,7 @@ fn write_artifacts(dir: &Path, test: &PlannedTest) -> std::io::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_steps(
     guest: &mut Guest,
     test: &PlannedTest,
@@ -318,6 +371,7 @@ fn run_steps(
     name: &str,
     result: &mut TestResult,
     reporter: &mut dyn Reporter,
+    stop_at: Option<usize>,
 ) {
     result.status = Status::Pass;
     let step_timeout_s = config.step_timeout_s;
@@ -422,6 +476,25 @@ fn run_steps(
                     .extend(unknown_symbols(&r.kernel_lines, &config.symvers));
             }
             symbolize_all(&mut r.crashes, &test.modules, kernel_symbols);
+            if stop_at == Some(i)
+                && r.status == Status::Fail
+                && r.crashes.is_empty()
+                && r.exit.is_some_and(|e| e != 0)
+            {
+                // Failed as the injected fault asked: what follows needs
+                // the module, so the test ends here.
+                r.status = Status::Pass;
+                r.failures.clear();
+                result.steps.push(r);
+                for (k, later) in test.spec.steps.iter().enumerate().skip(i + 1) {
+                    let index = result.steps.len();
+                    result.steps.push(StepResult {
+                        label: test.spec.step_label(k),
+                        ..skipped(index, later, later.action.to_string())
+                    });
+                }
+                return;
+            }
             if r.status != Status::Pass {
                 failed_round = Some(round);
                 result.status = r.status;

@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod devices;
+pub mod faults;
 mod files;
 pub use devices::DeviceSpec;
+pub use faults::FaultsSpec;
 pub use files::{FileSpec, HelperSpec, MAX_FILE_BYTES, MODULES_DIR};
 
 /// The file name modvm looks for in a module directory.
@@ -70,6 +72,8 @@ pub struct TestSpec {
     pub files: Vec<FileSpec>,
     /// Hardware the test's guest gets (PCI devices, scratch disks).
     pub devices: Vec<DeviceSpec>,
+    /// Fail each allocation of a module's init in turn (`--faults`).
+    pub faults: Option<FaultsSpec>,
 }
 
 /// Most CPUs a spec or `--smp` may ask for: TCG runs them all on the host's
@@ -122,7 +126,15 @@ impl TestSpec {
         match step.origin {
             Origin::Listed(k) => format!("step {} ({})", k + 1, step.action),
             Origin::Modules => format!("{} (from `modules`)", step.action),
-            Origin::Generated => format!("step {} ({})", position + 1, step.action),
+            Origin::Generated => {
+                // Steps modvm put before this one do not count.
+                let added = self.steps[..position]
+                    .iter()
+                    .filter(|s| s.origin == Origin::Faults)
+                    .count();
+                format!("step {} ({})", position + 1 - added, step.action)
+            }
+            Origin::Faults => "modvm's fault-injection helper".into(),
             Origin::Dependencies => format!(
                 "{} (the kernel's own modules the test's modules depend on)",
                 step.action
@@ -164,6 +176,8 @@ struct RawTest {
     files: Vec<FileSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     devices: Vec<DeviceSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    faults: Option<FaultsSpec>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -230,6 +244,7 @@ impl TryFrom<RawTest> for TestSpec {
             smp: r.smp,
             files: r.files,
             devices: r.devices,
+            faults: r.faults,
         })
     }
 }
@@ -249,6 +264,7 @@ impl From<TestSpec> for RawTest {
             smp: t.smp,
             files: t.files,
             devices: t.devices,
+            faults: t.faults,
         }
     }
 }
@@ -375,6 +391,9 @@ pub enum Origin {
     /// The `modprobe` of the kernel's own modules that the test's modules
     /// depend on, put before the test's steps.
     Dependencies,
+    /// The loading and arming of modvm's fault-injection helper, put
+    /// before the `insmod` it injects into.
+    Faults,
 }
 
 impl Step {
@@ -851,6 +870,7 @@ pub fn smoke_test(files_in_load_order: &[String]) -> TestSpec {
         smp: None,
         files: Vec::new(),
         devices: Vec::new(),
+        faults: None,
     }
 }
 

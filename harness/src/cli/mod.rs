@@ -131,6 +131,12 @@ pub struct TestArgs {
     /// the N shares together run every test once).
     #[arg(long, value_name = "K/N", value_parser = crate::partition::parse)]
     pub partition: Option<crate::partition::Partition>,
+    /// Fault injection: after a run that counts the allocations of each
+    /// test's first module's init, run the test again once per allocation,
+    /// each in a fresh guest, with that allocation failed; every run must
+    /// end cleanly (needs a kernel with fault injection: `--kernel debug`).
+    #[arg(long)]
+    pub faults: bool,
 }
 
 /// The run was stopped by Ctrl-C (exit 130).

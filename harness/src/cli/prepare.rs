@@ -149,6 +149,8 @@ pub struct Request<'a> {
     pub verbose: bool,
     /// Only this share of the selected tests (`--partition`).
     pub partition: Option<crate::partition::Partition>,
+    /// Fault injection for every test (`--faults`).
+    pub faults: bool,
 }
 
 /// Everything from the specs to the tests ready to run. `planned` receives
@@ -197,6 +199,10 @@ pub fn prepare(
         until_interrupted(move || fetch_guest_packages(&kit_args, &specs))?
     };
 
+    let wants_faults = request.faults
+        || specs
+            .iter()
+            .any(|s| s.spec.tests.iter().any(|t| t.faults.is_some()));
     let mut prepared = Vec::new();
     for profile in &profiles {
         let kit = {
@@ -222,6 +228,25 @@ pub fn prepare(
         };
         let build_root = args.out.join("build").join(&profile.name);
         let verbose = request.verbose;
+        // The helper goes into every guest of a kernel that can inject
+        // faults, when any test asks for them.
+        let (faults_helper, faults_unsupported) = if wants_faults {
+            match crate::faults::unsupported(&kit) {
+                Some(why) => (None, Some(why)),
+                None => {
+                    let _t = crate::trace::span("faults-helper");
+                    let (kit, build_root) = (kit.clone(), build_root.clone());
+                    let helper = until_interrupted(move || {
+                        crate::faults::build_helper(&kit, &build_root).map_err(|e| {
+                            anyhow::anyhow!("cannot build modvm's fault-injection helper: {e}")
+                        })
+                    })?;
+                    (Some(helper), None)
+                }
+            }
+        } else {
+            (None, None)
+        };
         let plan = {
             let _t = crate::trace::span("build");
             let (specs, filter, kit, build_root) = (
@@ -233,6 +258,7 @@ pub fn prepare(
             let kbuild_args = args.kbuild_arg.clone();
             let guest_modules = guest_modules.clone();
             let guest_packages = guest_packages.clone();
+            let faults_files: Vec<_> = faults_helper.into_iter().collect();
             until_interrupted(move || {
                 Ok(plan::prepare(
                     &specs,
@@ -242,6 +268,7 @@ pub fn prepare(
                     &build_root,
                     guest_modules.as_ref(),
                     &guest_packages,
+                    faults_files.as_slice(),
                     &mut |log| {
                         if verbose {
                             eprint!("{log}");
@@ -253,12 +280,18 @@ pub fn prepare(
         if children::interrupted() {
             return Err(Interrupted.into());
         }
-        prepared.push((profile.clone(), kit, plan, guest_modules));
+        prepared.push((
+            profile.clone(),
+            kit,
+            plan,
+            guest_modules,
+            faults_unsupported,
+        ));
     }
 
     let (artifacts, run_lock) = new_run_dir(&args.out, args.keep_runs)?;
     let mut runs = Vec::new();
-    for (profile, kit, plan, guest_modules) in prepared {
+    for (profile, kit, plan, guest_modules, faults_unsupported) in prepared {
         let memory = args.memory.unwrap_or(profile.memory_mib);
         if memory < profile.memory_min_mib {
             bail!(
@@ -338,6 +371,10 @@ pub fn prepare(
                 step_timeout_s: request.step_timeout_s,
                 kernel_symbols: kit.system_map.clone().zip(kit.vmlinux.clone()),
                 kmemleak: kit.has_option("CONFIG_DEBUG_KMEMLEAK"),
+                faults: runner::Faults {
+                    all: request.faults,
+                    unsupported: faults_unsupported,
+                },
                 symvers: kit.headers.join("Module.symvers"),
                 launcher: launcher(args, &profile, &kit, guest_modules.as_ref()),
                 keep: None,
@@ -679,6 +716,7 @@ pub fn one_guest(
         step_timeout_s,
         verbose: false,
         partition: None,
+        faults: false,
     };
     let Prepared { runs, .. } = prepare(args, &request, &mut Vec::new())?;
     let [kernel] = runs.as_slice() else {

@@ -152,6 +152,7 @@ fn prepare_and_run(
         step_timeout_s: args.step_timeout,
         verbose: args.verbose,
         partition: args.partition,
+        faults: args.faults,
     };
     let Prepared {
         mut runs,

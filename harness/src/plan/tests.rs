@@ -126,6 +126,7 @@ fn a_directory_that_does_not_build_is_set_aside_and_the_others_still_build() {
         &builds,
         None,
         &Default::default(),
+        &[],
         &mut log,
     )
     .unwrap();
@@ -146,6 +147,7 @@ fn a_directory_that_does_not_build_is_set_aside_and_the_others_still_build() {
         &builds,
         None,
         &Default::default(),
+        &[],
         &mut log,
     )
     .unwrap();
@@ -168,6 +170,7 @@ fn a_directory_that_does_not_build_is_set_aside_and_the_others_still_build() {
         &builds,
         None,
         &Default::default(),
+        &[],
         &mut log,
     )
     .unwrap();

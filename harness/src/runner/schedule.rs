@@ -18,6 +18,7 @@
 //! drops its guest on the calling thread, and a worker returns only between
 //! tests.
 
+use super::spare::Spare;
 use super::{mark_interrupted, run_test, KernelRun, PlannedTest, RunConfig};
 use crate::children;
 use crate::outcome::{Event, Reporter, Summary, TestId, TestResult};
@@ -99,13 +100,17 @@ pub fn run(
 
     let next = AtomicUsize::new(0);
     let workers = jobs.clamp(1, runnable.len().max(1));
+    let spare = Spare::new(jobs.saturating_sub(workers));
     std::thread::scope(|scope| {
         let (tx, rx) = channel();
         if !runnable.is_empty() {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (runnable, next) = (&runnable, &next);
-                scope.spawn(move || work(runnable, next, tx));
+                let (runnable, next, spare) = (&runnable, &next, &spare);
+                scope.spawn(move || {
+                    work(runnable, next, spare, tx);
+                    spare.give();
+                });
             }
         }
         // The channel ends when the last worker has returned.
@@ -148,7 +153,12 @@ pub fn run(
 /// One worker: takes the next test until none is left. Every guest it
 /// boots lives and dies inside `run_test` on this thread (see the module
 /// doc for why that matters).
-fn work(tests: &[(TestId, &RunConfig, &PlannedTest)], next: &AtomicUsize, tx: Sender<Message>) {
+fn work(
+    tests: &[(TestId, &RunConfig, &PlannedTest)],
+    next: &AtomicUsize,
+    spare: &Spare,
+    tx: Sender<Message>,
+) {
     let mut forward = Forward { tx: tx.clone() };
     while let Some(&(id, config, test)) = tests.get(next.fetch_add(1, Ordering::SeqCst)) {
         let result = if children::interrupted() {
@@ -161,7 +171,7 @@ fn work(tests: &[(TestId, &RunConfig, &PlannedTest)], next: &AtomicUsize, tx: Se
             )
         } else {
             let _t = crate::trace::span("test");
-            let mut result = run_test(config, test, id, &mut forward);
+            let mut result = run_test(config, test, id, spare, &mut forward);
             if children::interrupted() {
                 mark_interrupted(&mut result);
             }
