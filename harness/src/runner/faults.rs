@@ -246,7 +246,7 @@ fn verdict(
     super::symbolize_all(&mut leaked, &test.modules, config.kernel_symbols.as_ref());
     let errno = r.steps.get(index + 1).and_then(|s| s.errno.clone());
     let (status, message, crash) = if let Some(leak) = leaked.into_iter().next() {
-        let why = format!("{} after insmod failed", leak.title);
+        let why = format!("{}, left behind when insmod failed", leak.title);
         (Status::Crash, Some(why), Some(leak))
     } else if r.status != Status::Pass {
         (r.status, r.message.take(), r.crash.take())
