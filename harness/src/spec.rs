@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub mod devices;
 mod files;
+pub mod kunit;
 pub use devices::DeviceSpec;
 pub use files::{FileSpec, HelperSpec, MAX_FILE_BYTES, MODULES_DIR};
 
@@ -70,6 +71,8 @@ pub struct TestSpec {
     pub files: Vec<FileSpec>,
     /// Hardware the test's guest gets (PCI devices, scratch disks).
     pub devices: Vec<DeviceSpec>,
+    /// The KUnit suites and cases that count (`kunit`); empty: all.
+    pub kunit: kunit::KunitFilter,
 }
 
 /// Most CPUs a spec or `--smp` may ask for: TCG runs them all on the host's
@@ -164,6 +167,8 @@ struct RawTest {
     files: Vec<FileSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     devices: Vec<DeviceSpec>,
+    #[serde(default, skip_serializing_if = "kunit::KunitFilter::is_empty")]
+    kunit: kunit::KunitFilter,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -230,6 +235,7 @@ impl TryFrom<RawTest> for TestSpec {
             smp: r.smp,
             files: r.files,
             devices: r.devices,
+            kunit: r.kunit,
         })
     }
 }
@@ -249,6 +255,7 @@ impl From<TestSpec> for RawTest {
             smp: t.smp,
             files: t.files,
             devices: t.devices,
+            kunit: t.kunit,
         }
     }
 }
@@ -851,6 +858,7 @@ pub fn smoke_test(files_in_load_order: &[String]) -> TestSpec {
         smp: None,
         files: Vec::new(),
         devices: Vec::new(),
+        kunit: kunit::KunitFilter::default(),
     }
 }
 
@@ -1463,6 +1471,23 @@ mod tests {
         let t = smoke_test(&["my-dash".into()]);
         assert_eq!(t.steps[0].action.command(), "insmod /modules/my-dash.ko");
         assert_eq!(t.steps[1].action.command(), "rmmod my_dash");
+    }
+
+    #[test]
+    fn kunit_filters_are_checked_where_written() {
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "kunit": ["s*", "t.c?"], "modules": ["m"]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
+        assert_eq!(ok.tests[0].kunit.0.len(), 2);
+        let e = err(
+            "{\"tests\": [{\"name\": \"a\", \"modules\": [\"m\"],\n  \"kunit\": [\"s.c.d\"]}]}",
+        );
+        assert!(e.starts_with("m/modvm.json:2:"), "{e}");
+        assert!(e.contains("more than one `.`"), "{e}");
+        let e = err(r#"{"tests": [{"name": "a", "kunti": ["s"], "modules": ["m"]}]}"#);
+        assert!(e.contains("did you mean `kunit`?"), "{e}");
     }
 
     #[test]
