@@ -16,6 +16,7 @@ use crate::qemu::QemuConfig;
 use crate::spec::{ExitExpect, Expect, Step, TestSpec};
 use crate::symbolize;
 
+mod kunit;
 mod leaks;
 mod schedule;
 use std::path::{Path, PathBuf};
@@ -239,6 +240,7 @@ fn run_test(
                 let _t = crate::trace::span("steps");
                 run_steps(&mut guest, test, config, id, &name, &mut result, reporter);
             }
+            kunit::check_filter(&test.spec.kunit, &mut result);
             if result.status != Status::Pass {
                 result.kernel_tail = guest.klog.tail(TAIL_LINES);
                 if let Some(keep) = &config.keep {
@@ -411,6 +413,8 @@ fn run_steps(
                     .extend(unknown_symbols(&r.kernel_lines, &config.symvers));
             }
             symbolize_all(&mut r.crashes, &test.modules, kernel_symbols);
+            let cases = kunit::judge(&mut r, outcome.cases, &test.spec.kunit, &test.modules);
+            result.cases.extend(cases);
             if r.status != Status::Pass {
                 failed_round = Some(round);
                 result.status = r.status;
@@ -480,6 +484,9 @@ fn skipped(index: usize, step: &Step, description: String) -> StepResult {
 struct StepOutcome {
     result: StepResult,
     crash_detect_ms: Option<u64>,
+    /// KUnit results in the step's kernel lines (all of them: the reports
+    /// keep only [`STEP_LINES`]).
+    cases: Vec<crate::outcome::CaseResult>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -569,11 +576,13 @@ fn run_step(
             r.failures.push(format!("console failure: {msg}"));
         }
     }
+    let cases = crate::kunit::parse(&capture.kernel_lines);
     r.kernel_lines = bounded(capture.kernel_lines);
     r.duration_ms = started.elapsed().as_millis() as u64;
     StepOutcome {
         result: r,
         crash_detect_ms,
+        cases,
     }
 }
 
