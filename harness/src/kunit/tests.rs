@@ -327,3 +327,41 @@ fn directives_set_the_status() {
     );
     assert_eq!(r[0].message.as_deref(), Some("took too long"));
 }
+
+/// Random mixtures of KTAP pieces at random depths: every one reads
+/// without a panic, within the bounds.
+#[test]
+fn random_mixtures_of_ktap_never_panic() {
+    let pieces = [
+        "KTAP version 1",
+        "TAP version 14",
+        "# Subtest: s",
+        "1..3",
+        "1..18446744073709551616",
+        "ok 1 a",
+        "not ok 2 b",
+        "ok 3 c # SKIP why",
+        "not ok 4 # TIMEOUT",
+        "# b: EXPECTATION FAILED at f.c:1",
+        "Expected x",
+        "# s: pass:1 fail:0 skip:0 total:1",
+        "",
+        "#",
+        "ok",
+        "random noise",
+        "é ok 1 ü",
+    ];
+    for seed in 0..200u64 {
+        let mut rng = crate::rng::Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut text = String::new();
+        for _ in 0..rng.below(200) {
+            let depth = rng.below(12);
+            text.push_str(&" ".repeat(depth * 2));
+            text.push_str(rng.pick(&pieces));
+            text.push('\n');
+        }
+        let cases = parse(&lines(&text));
+        let total: usize = cases.iter().map(count).sum();
+        assert!(total <= MAX_CASES, "seed {seed}");
+    }
+}
