@@ -44,7 +44,7 @@ impl KunitFilter {
 
 impl KunitGlob {
     /// Whether this glob selects anything among `(suite, cases)`.
-    pub fn matches_any<'a>(&self, suite: &str, mut cases: impl Iterator<Item = &'a str>) -> bool {
+    pub(crate) fn matches_any<'a>(&self, suite: &str, mut cases: impl Iterator<Item = &'a str>) -> bool {
         glob(&self.suite, suite)
             && match &self.case {
                 None => true,
@@ -119,7 +119,7 @@ fn parse_glob(text: &str) -> Result<KunitGlob, String> {
 /// `*` (any run of characters) and `?` (any one), as the kernel's
 /// `glob_match` without character classes; iterative, so a pattern of
 /// many stars cannot blow up.
-pub fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
