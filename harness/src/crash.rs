@@ -974,6 +974,8 @@ const TAINTS: [(char, &str); 20] = [
 const EXPECTED_TAINT: u64 = (1 << 12) | (1 << 13);
 /// `P`: a module whose licence is not GPL compatible was loaded.
 pub const TAINT_PROPRIETARY: u64 = 1;
+/// `N`: KUnit ran tests in the kernel (a module's suites, at load).
+pub const TAINT_TEST: u64 = 1 << 18;
 
 /// The letters of the set taint bits, in bit order (`OE`, `DOE`). Bits the
 /// kernel may add later show as `?`.
@@ -1677,6 +1679,8 @@ Kernel Offset: 0x2800000 from 0xffffffff81000000";
         let oe = (1 << 12) | (1 << 13);
         assert_eq!(unexpected_taint(0, oe, 0), None);
         assert_eq!(unexpected_taint(0, oe | 1, TAINT_PROPRIETARY), None);
+        assert_eq!(taint_letters(TAINT_TEST), "N");
+        assert_eq!(unexpected_taint(0, oe | TAINT_TEST, TAINT_TEST), None);
         assert!(unexpected_taint(0, oe | 1, 0).is_some());
         assert_eq!(unexpected_taint(1 << 9, (1 << 9) | oe, 0), None);
         assert_eq!(

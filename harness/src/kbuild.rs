@@ -7,6 +7,7 @@
 
 mod dkms;
 pub mod dkms_conf;
+pub(crate) mod elf;
 
 use crate::children;
 use std::fs;
@@ -477,6 +478,34 @@ pub fn is_proprietary(ko: &Path) -> bool {
         // No licence at all taints P as well.
         None => true,
     }
+}
+
+/// Whether the module holds KUnit suites, which the kernel runs when it is
+/// loaded (see [`elf::KUNIT_SUITES`]).
+pub(crate) fn has_kunit_suites(ko: &Path) -> bool {
+    elf::has_section(ko, elf::KUNIT_SUITES)
+}
+
+/// Whether any object a build left in `dir` (or one level below) holds
+/// KUnit suites: what a module that did not link says about itself.
+pub(crate) fn objects_have_kunit_suites(dir: &Path) -> bool {
+    let objects = |d: &Path| -> Vec<PathBuf> {
+        fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    let mut candidates = objects(dir);
+    let subdirs: Vec<PathBuf> = candidates.iter().filter(|p| p.is_dir()).cloned().collect();
+    for d in subdirs {
+        candidates.extend(objects(&d));
+    }
+    candidates
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "o" || e == "ko"))
+        .any(|p| has_kunit_suites(p))
 }
 
 /// A `key=value` entry of a module's `.modinfo`.

@@ -20,6 +20,7 @@ pub mod initramfs;
 pub mod kbuild;
 pub mod kernel;
 pub mod klog;
+pub(crate) mod kunit;
 pub mod lock;
 pub mod logsink;
 pub mod machine;

@@ -187,6 +187,17 @@ pub fn prepare(
                 });
                 continue;
             }
+            // Suites that cannot link without KUnit: nothing to test here,
+            // as a DKMS exclusion has nothing.
+            Err(PlanError::Build { .. })
+                if !kunit_in(kit) && kbuild::objects_have_kunit_suites(&build_dir) =>
+            {
+                plan.excluded.push(Excluded {
+                    names: selected(loaded, filter),
+                    reason: no_kunit(kit),
+                });
+                continue;
+            }
             Err(error) => {
                 plan.unbuilt.push(Unbuilt {
                     names: selected(loaded, filter),
@@ -196,6 +207,14 @@ pub fn prepare(
             }
         };
         build_log(&built.log);
+        let kunit_suites = built.modules.iter().any(|m| kbuild::has_kunit_suites(m));
+        if kunit_suites && !kunit_in(kit) {
+            plan.excluded.push(Excluded {
+                names: selected(loaded, filter),
+                reason: no_kunit(kit),
+            });
+            continue;
+        }
         let tests: Vec<TestSpec> = if loaded.smoke {
             vec![spec::smoke_test(&kbuild::load_order(&built.modules))]
         } else {
@@ -227,11 +246,15 @@ pub fn prepare(
             }
             None => Vec::new(),
         };
-        let allowed_taint = if built.modules.iter().any(|m| kbuild::is_proprietary(m)) {
+        let mut allowed_taint = if built.modules.iter().any(|m| kbuild::is_proprietary(m)) {
             crate::crash::TAINT_PROPRIETARY
         } else {
             0
         };
+        if kunit_suites {
+            // KUnit marks the kernel as having run tests (`N`).
+            allowed_taint |= crate::crash::TAINT_TEST;
+        }
         let package_files = guest_packages
             .get(&package_key(&loaded.spec.guest_packages))
             .cloned()
@@ -331,6 +354,22 @@ fn needs_module_tree(test: &TestSpec, kit: &Kit) -> Option<String> {
         "`modprobe {name}` needs the kernel's own modules, and {} ({}) has no module tree; run it on a Debian kernel (`--kernel debian-6.1-cloud`)",
         kit.profile, kit.release
     ))
+}
+
+/// Whether the kernel can run a module's KUnit suites: KUnit built in or
+/// as a module (the test's `modprobe` of its dependencies loads it).
+fn kunit_in(kit: &Kit) -> bool {
+    kit.builds_option("CONFIG_KUNIT")
+}
+
+/// Why a module with KUnit suites is skipped on `kit`.
+fn no_kunit(kit: &Kit) -> String {
+    format!(
+        "the module has KUnit suites (a `{}` section) and {} ({}) has no KUnit (CONFIG_KUNIT is not set); run it on the `debug` kernel (`--kernel debug`) or on a local kernel built with CONFIG_KUNIT",
+        kbuild::elf::KUNIT_SUITES,
+        kit.profile,
+        kit.release
+    )
 }
 
 /// The spec's `files` as the guest gets them (paths relative to the spec).

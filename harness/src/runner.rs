@@ -17,6 +17,7 @@ use crate::spec::{ExitExpect, Expect, Step, TestSpec};
 use crate::symbolize;
 
 mod faults;
+mod kunit;
 mod leaks;
 mod schedule;
 mod spare;
@@ -290,6 +291,7 @@ fn run_guest(
                     stop_at,
                 );
             }
+            kunit::check_filter(&test.spec.kunit, &mut result);
             after(&mut guest, &mut result);
             if result.status != Status::Pass {
                 result.kernel_tail = guest.klog.tail(TAIL_LINES);
@@ -476,6 +478,8 @@ fn run_steps(
                     .extend(unknown_symbols(&r.kernel_lines, &config.symvers));
             }
             symbolize_all(&mut r.crashes, &test.modules, kernel_symbols);
+            let cases = kunit::judge(&mut r, outcome.cases, &test.spec.kunit, &test.modules);
+            result.cases.extend(cases);
             if stop_at == Some(i)
                 && r.status == Status::Fail
                 && r.crashes.is_empty()
@@ -564,6 +568,9 @@ fn skipped(index: usize, step: &Step, description: String) -> StepResult {
 struct StepOutcome {
     result: StepResult,
     crash_detect_ms: Option<u64>,
+    /// KUnit results in the step's kernel lines (all of them: the reports
+    /// keep only [`STEP_LINES`]).
+    cases: Vec<crate::outcome::CaseResult>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -653,11 +660,13 @@ fn run_step(
             r.failures.push(format!("console failure: {msg}"));
         }
     }
+    let cases = crate::kunit::parse(&capture.kernel_lines);
     r.kernel_lines = bounded(capture.kernel_lines);
     r.duration_ms = started.elapsed().as_millis() as u64;
     StepOutcome {
         result: r,
         crash_detect_ms,
+        cases,
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub mod devices;
 pub mod faults;
 mod files;
+pub mod kunit;
 pub use devices::DeviceSpec;
 pub use faults::FaultsSpec;
 pub use files::{FileSpec, HelperSpec, MAX_FILE_BYTES, MODULES_DIR};
@@ -74,6 +75,8 @@ pub struct TestSpec {
     pub devices: Vec<DeviceSpec>,
     /// Fail each allocation of a module's init in turn (`--faults`).
     pub faults: Option<FaultsSpec>,
+    /// The KUnit suites and cases that count (`kunit`); empty: all.
+    pub kunit: kunit::KunitFilter,
 }
 
 /// Most CPUs a spec or `--smp` may ask for: TCG runs them all on the host's
@@ -178,6 +181,8 @@ struct RawTest {
     devices: Vec<DeviceSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     faults: Option<FaultsSpec>,
+    #[serde(default, skip_serializing_if = "kunit::KunitFilter::is_empty")]
+    kunit: kunit::KunitFilter,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -245,6 +250,7 @@ impl TryFrom<RawTest> for TestSpec {
             files: r.files,
             devices: r.devices,
             faults: r.faults,
+            kunit: r.kunit,
         })
     }
 }
@@ -265,6 +271,7 @@ impl From<TestSpec> for RawTest {
             files: t.files,
             devices: t.devices,
             faults: t.faults,
+            kunit: t.kunit,
         }
     }
 }
@@ -871,6 +878,7 @@ pub fn smoke_test(files_in_load_order: &[String]) -> TestSpec {
         files: Vec::new(),
         devices: Vec::new(),
         faults: None,
+        kunit: kunit::KunitFilter::default(),
     }
 }
 
@@ -1483,6 +1491,23 @@ mod tests {
         let t = smoke_test(&["my-dash".into()]);
         assert_eq!(t.steps[0].action.command(), "insmod /modules/my-dash.ko");
         assert_eq!(t.steps[1].action.command(), "rmmod my_dash");
+    }
+
+    #[test]
+    fn kunit_filters_are_checked_where_written() {
+        let ok = parse(
+            r#"{"tests": [{"name": "a", "kunit": ["s*", "t.c?"], "modules": ["m"]}]}"#,
+            Path::new("f"),
+        )
+        .unwrap();
+        assert_eq!(ok.tests[0].kunit.0.len(), 2);
+        let e = err(
+            "{\"tests\": [{\"name\": \"a\", \"modules\": [\"m\"],\n  \"kunit\": [\"s.c.d\"]}]}",
+        );
+        assert!(e.starts_with("m/modvm.json:2:"), "{e}");
+        assert!(e.contains("more than one `.`"), "{e}");
+        let e = err(r#"{"tests": [{"name": "a", "kunti": ["s"], "modules": ["m"]}]}"#);
+        assert!(e.contains("did you mean `kunit`?"), "{e}");
     }
 
     #[test]

@@ -156,6 +156,54 @@ fn kunit_parser_accepts_a_passing_run() {
     assert!(!p.output.contains("[ERROR]"), "{}", p.output);
 }
 
+/// Results inside a test (KUnit suites with their cases and parameters)
+/// read as subtests nested under the test, the way the kernel's own KUnit
+/// output nests them.
+#[test]
+fn kunit_parser_reads_results_nested_inside_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let ktap = dir.path().join("cases.ktap");
+    write_ktap(&ktap, |r| {
+        sample::replay_results(r, &sample::results_with_cases())
+    });
+    let p = parse(dir.path(), &ktap);
+    assert_eq!(p.status, 1, "{}", p.output);
+    assert!(!p.output.contains("[ERROR]"), "{}", p.output);
+    let json = p.json.expect("parsed JSON");
+    let demo = &json["sub_groups"][0];
+    assert_eq!(demo["name"], "demo/suites");
+    assert_eq!(
+        cases(demo),
+        pairs(&[("insmod demo", "FAIL"), ("rmmod demo", "SKIP")])
+    );
+    let suites: Vec<&str> = demo["sub_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(suites, ["demo_math", "demo_str"]);
+    assert_eq!(
+        cases(&demo["sub_groups"][0]),
+        pairs(&[
+            ("add_small", "PASS"),
+            ("add_wrong", "FAIL"),
+            ("needs_hardware", "SKIP"),
+        ])
+    );
+    let strings = &demo["sub_groups"][1];
+    assert_eq!(cases(strings), pairs(&[("str_len", "PASS")]));
+    assert_eq!(
+        cases(&strings["sub_groups"][0]),
+        pairs(&[("len-0", "PASS"), ("len-5", "PASS")])
+    );
+    let crashy = &json["sub_groups"][1]["sub_groups"][0];
+    assert_eq!(
+        cases(crashy),
+        pairs(&[("survives", "PASS"), ("case 2", "FAIL")])
+    );
+}
+
 /// Shows that the check can fail: numbering out of order is reported.
 #[test]
 fn kunit_parser_rejects_broken_numbering() {

@@ -46,6 +46,14 @@ impl Kit {
             .is_ok_and(|c| c.lines().any(|l| l == format!("{option}=y")))
     }
 
+    /// Whether `option` is built in or as a module (`=y` or `=m`).
+    pub fn builds_option(&self, option: &str) -> bool {
+        std::fs::read_to_string(self.headers.join(".config")).is_ok_and(|c| {
+            c.lines()
+                .any(|l| l == format!("{option}=y") || l == format!("{option}=m"))
+        })
+    }
+
     /// `<release>+<hash of config>`; the release alone when no
     /// configuration file can be read.
     pub fn identity_of(release: &str, config: &Path) -> String {

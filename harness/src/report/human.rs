@@ -2,7 +2,7 @@
 //! result line per test in plan order, the detail of each failure, and a
 //! summary.
 
-use crate::outcome::{Crash, Event, Reporter, Status, StepResult, TestId, TestResult};
+use crate::outcome::{CaseResult, Crash, Event, Reporter, Status, StepResult, TestId, TestResult};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -12,6 +12,8 @@ use std::time::Duration;
 const SHOWN_LINES: usize = 30;
 /// Frames shown per crash.
 const MAX_FRAMES: usize = 8;
+/// Lines of results inside one test shown before the rest are counted.
+const SHOWN_CASES: usize = 100;
 
 /// How much a person wants to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +124,7 @@ impl Human {
         if let Some(c) = &t.crash {
             self.crash_detail(c);
         }
+        self.cases(&t.cases, self.level == Level::Verbose);
         for s in &t.steps {
             if matches!(s.status, Status::Pass | Status::Skip) {
                 continue;
@@ -139,6 +142,30 @@ impl Human {
                 "    console, kernel log and QEMU command line: {}",
                 t.artifacts.display()
             ));
+        }
+    }
+
+    /// The results inside a test, indented as they nest: those that did
+    /// not pass with their message and `file:line`, the ones inside a
+    /// result that passed only counted unless `all`.
+    fn cases(&mut self, cases: &[CaseResult], all: bool) {
+        if cases.is_empty() {
+            return;
+        }
+        self.line("    results inside the test:");
+        let mut lines = Vec::new();
+        for c in cases {
+            case_lines(c, 0, all, &mut lines);
+        }
+        let more = lines.len().saturating_sub(SHOWN_CASES);
+        for (pad, status, text) in lines.into_iter().take(SHOWN_CASES) {
+            let label = status
+                .map(|s| format!("{} ", self.paint(s)))
+                .unwrap_or_default();
+            self.line(&format!("{pad}{label}{text}"));
+        }
+        if more > 0 {
+            self.line(&format!("      ... {more} more lines in the JSON report"));
         }
     }
 
@@ -181,6 +208,50 @@ impl Human {
             for l in &s.kernel_lines[skip..] {
                 self.line(&format!("      | {}", printable(&l.to_string())));
             }
+        }
+    }
+}
+
+/// One line of [`Human::cases`]: indentation, the status to paint (none
+/// for a line of explanation) and the text after it.
+type CaseLine = (String, Option<Status>, String);
+
+/// Lines for one result inside a test and the results it holds.
+fn case_lines(c: &CaseResult, depth: usize, all: bool, out: &mut Vec<CaseLine>) {
+    let pad = format!("      {}", "  ".repeat(depth));
+    let passed = matches!(c.status, Status::Pass | Status::Skip | Status::NotRun);
+    let at = c
+        .location
+        .as_deref()
+        .map(|l| format!("  at {}", printable(l)))
+        .unwrap_or_default();
+    let inside = if !c.cases.is_empty() && passed && !all {
+        format!(" ({} inside)", c.cases.len())
+    } else {
+        String::new()
+    };
+    let skip_why = match (&c.message, c.status) {
+        (Some(m), Status::Skip | Status::NotRun) => format!(": {}", printable(m)),
+        _ => String::new(),
+    };
+    out.push((
+        pad.clone(),
+        Some(c.status),
+        format!("{}{at}{inside}{skip_why}", printable(&c.name)),
+    ));
+    if !passed && c.cases.is_empty() {
+        let why = c
+            .crash
+            .as_ref()
+            .map(|k| k.title.clone())
+            .or(c.message.clone());
+        for l in why.iter().flat_map(|m| m.lines()) {
+            out.push((format!("{pad}        "), None, printable(l).into_owned()));
+        }
+    }
+    if all || !passed {
+        for inner in &c.cases {
+            case_lines(inner, depth + 1, all, out);
         }
     }
 }
@@ -332,6 +403,9 @@ impl Reporter for Human {
                     self.line(&format!("    {}", printable(m)));
                 } else if self.level == Level::Verbose {
                     self.line(&format!("    logs: {}", t.artifacts.display()));
+                }
+                if !failed && self.level == Level::Verbose {
+                    self.cases(&t.cases, true);
                 }
             }
             Event::RunFinished(s) => {

@@ -9,7 +9,9 @@
 
 use super::file::{write_report, FirstError, ReportError};
 use crate::klog::KernelLine;
-use crate::outcome::{Crash, Event, Frame, Reporter, Status, StepResult, Summary, TestResult};
+use crate::outcome::{
+    CaseResult, Crash, Event, Frame, Reporter, Status, StepResult, Summary, TestResult,
+};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -162,6 +164,7 @@ struct TestDoc {
     crash: Option<CrashDoc>,
     crash_detect_ms: Option<u64>,
     kernel_tail: Vec<LineDoc>,
+    cases: Vec<CaseDoc>,
 }
 
 /// Splits `<suite>/<test>`; a name without `/` is a test of no suite.
@@ -188,6 +191,7 @@ impl From<&TestResult> for TestDoc {
             crash: t.crash.as_ref().map(CrashDoc::from),
             crash_detect_ms: t.crash_detect_ms,
             kernel_tail: lines(&t.kernel_tail),
+            cases: t.cases.iter().map(CaseDoc::from).collect(),
         }
     }
 }
@@ -227,6 +231,30 @@ impl From<&StepResult> for StepDoc {
             taint: s.taint,
             duration_ms: s.duration_ms,
             crashes: s.crashes.iter().map(CrashDoc::from).collect(),
+        }
+    }
+}
+
+/// A result inside a test, nested as the test nests them.
+#[derive(Serialize)]
+struct CaseDoc {
+    name: String,
+    status: Status,
+    message: Option<String>,
+    location: Option<String>,
+    crash: Option<CrashDoc>,
+    cases: Vec<CaseDoc>,
+}
+
+impl From<&CaseResult> for CaseDoc {
+    fn from(c: &CaseResult) -> CaseDoc {
+        CaseDoc {
+            name: c.name.clone(),
+            status: c.status,
+            message: c.message.clone(),
+            location: c.location.clone(),
+            crash: c.crash.as_ref().map(CrashDoc::from),
+            cases: c.cases.iter().map(CaseDoc::from).collect(),
         }
     }
 }
@@ -374,6 +402,38 @@ mod tests {
         assert_eq!(doc["tests"][1]["steps"][0]["errno"], "ENODEV");
         assert_eq!(doc["tests"][2]["crash_detect_ms"], 140);
         assert_eq!(doc["tests"][0]["crash_detect_ms"], Value::Null);
+    }
+
+    #[test]
+    fn cases_nest_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cases.json");
+        let mut json = Json::new(path.clone());
+        sample::replay_results(&mut json, &sample::results_with_cases());
+        let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(problems(&doc), Vec::<String>::new());
+        let suites = &doc["tests"][0]["cases"];
+        assert_eq!(suites[0]["name"], "demo_math");
+        assert_eq!(suites[0]["status"], "fail");
+        let wrong = &suites[0]["cases"][1];
+        assert_eq!(wrong["name"], "add_wrong");
+        assert_eq!(wrong["location"], "demo.c:26");
+        assert!(wrong["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("EXPECTATION FAILED at demo.c:26\n"));
+        assert_eq!(wrong["crash"], Value::Null);
+        assert_eq!(wrong["cases"], serde_json::json!([]));
+        assert_eq!(suites[1]["cases"][1]["cases"][1]["name"], "len-5");
+        let running = &doc["tests"][1]["cases"][0]["cases"][1];
+        assert_eq!(running["status"], "crash");
+        assert_eq!(running["crash"]["frames"][0]["line"], 20);
+        // A test without cases lists none, and a nested case missing a
+        // field is refused.
+        let mut doc = produce(dir.path());
+        assert_eq!(doc["tests"][0]["cases"], serde_json::json!([]));
+        doc["tests"][0]["cases"] = serde_json::json!([{"name": "s", "status": "pass", "message": null, "location": null, "crash": null, "cases": [{"name": "c"}]}]);
+        assert!(!problems(&doc).is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use super::file::{write_report, FirstError, ReportError};
 use super::json::split_name;
 use crate::klog::KernelLine;
-use crate::outcome::{Event, Reporter, Status, StepResult, Summary, TestResult};
+use crate::outcome::{CaseResult, Event, Reporter, Status, StepResult, Summary, TestResult};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -83,6 +83,11 @@ impl Junit {
         let suite = &mut self.suites[pos];
         suite.time = Some(suite.time.unwrap_or_default() + Duration::from_millis(t.duration_ms));
         suite.add_test_case(test_case(suite_name, case_name, t));
+        let mut inner = Vec::new();
+        for c in &t.cases {
+            inner_cases(suite_name, case_name, "", c, &mut inner);
+        }
+        suite.add_test_cases(inner);
     }
 
     fn finish(&mut self, summary: &Summary) {
@@ -158,6 +163,75 @@ fn test_case(suite: &str, case: &str, t: &TestResult) -> TestCase {
         tc.set_system_out(system_out(t));
     }
     tc
+}
+
+/// The innermost results inside a test (a KUnit suite's cases, a
+/// parameter of one) as test cases of the test's suite, named
+/// `<test>/<path>` with the path joined by `.` (`load/my_suite.my_case`),
+/// so a CI page lists and counts them beside the test. A result with
+/// results inside it is only their name's prefix.
+fn inner_cases(suite: &str, test: &str, parent: &str, c: &CaseResult, out: &mut Vec<TestCase>) {
+    let path = if parent.is_empty() {
+        c.name.clone()
+    } else {
+        format!("{parent}.{}", c.name)
+    };
+    if !c.cases.is_empty() {
+        for inner in &c.cases {
+            inner_cases(suite, test, &path, inner, out);
+        }
+        return;
+    }
+    let located = |text: &str| match &c.location {
+        Some(l) if !text.contains(l.as_str()) => format!("{text}\nat {l}"),
+        _ => text.to_string(),
+    };
+    let status = match c.status {
+        Status::Pass => TestCaseStatus::success(),
+        Status::Skip | Status::NotRun => {
+            let mut s = TestCaseStatus::skipped();
+            if let Some(m) = &c.message {
+                s.set_message(one_line(m));
+            }
+            s
+        }
+        other => {
+            let kind = if other == Status::Fail {
+                NonSuccessKind::Failure
+            } else {
+                NonSuccessKind::Error
+            };
+            let mut s = TestCaseStatus::non_success(kind);
+            s.set_type(status_name(other));
+            let headline = c
+                .crash
+                .as_ref()
+                .map(|k| k.title.clone())
+                .or_else(|| c.message.clone())
+                .unwrap_or_else(|| format!("ended with status {}", status_name(other)));
+            let headline = match &c.location {
+                Some(l) if !headline.lines().next().unwrap_or("").contains(l.as_str()) => {
+                    format!("{} at {l}", one_line(&headline))
+                }
+                _ => one_line(&headline),
+            };
+            s.set_message(headline);
+            let mut detail = located(c.message.as_deref().unwrap_or_default());
+            if let Some(k) = &c.crash {
+                for l in &k.report {
+                    let _ = write!(detail, "\n  {l}");
+                }
+            }
+            s.set_description(detail);
+            s
+        }
+    };
+    let mut tc = TestCase::new(format!("{test}/{path}"), status);
+    tc.set_classname(suite);
+    if let Some(l) = &c.location {
+        tc.add_property(("location", l.as_str()));
+    }
+    out.push(tc);
 }
 
 /// A run that stopped early becomes an error case of its own: CI pages count
@@ -405,6 +479,56 @@ mod tests {
         assert!(out.contains("last kernel lines:"), "{out}");
         assert!(out.contains("random: crng init done"), "{out}");
         assert!(!boot.properties.iter().any(|p| p.name.as_str() == "boot_ms"));
+    }
+
+    #[test]
+    fn results_inside_a_test_are_test_cases_of_its_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let mut j = Junit::new(path.clone());
+        sample::replay_results(&mut j, &sample::results_with_cases());
+        let report = Report::deserialize_from_str(&std::fs::read_to_string(&path).unwrap())
+            .expect("valid JUnit XML");
+        let demo = &report.test_suites[0];
+        let names: Vec<&str> = demo.test_cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "suites",
+                "suites/demo_math.add_small",
+                "suites/demo_math.add_wrong",
+                "suites/demo_math.needs_hardware",
+                "suites/demo_str.str_len",
+                "suites/demo_str.str_len_param.len-0",
+                "suites/demo_str.str_len_param.len-5",
+            ]
+        );
+        assert_eq!((demo.tests, demo.failures, demo.errors), (7, 2, 0));
+        let wrong = case(demo, "suites/demo_math.add_wrong");
+        assert_eq!(wrong.classname.as_ref().unwrap().as_str(), "demo");
+        let (kind, ty, message, detail) = status_parts(wrong);
+        assert_eq!((kind, ty.as_str()), (NonSuccessKind::Failure, "fail"));
+        assert_eq!(message, "EXPECTATION FAILED at demo.c:26");
+        assert!(detail.contains("demo_add(2, 2) == 4"), "{detail}");
+        assert!(wrong
+            .properties
+            .iter()
+            .any(|p| p.name.as_str() == "location" && p.value.as_str() == "demo.c:26"));
+        match &case(demo, "suites/demo_math.needs_hardware").status {
+            TestCaseStatus::Skipped { message, .. } => assert_eq!(
+                message.as_ref().unwrap().as_str(),
+                "no such hardware in the guest"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let crashy = &report.test_suites[1];
+        let (kind, ty, message, detail) = status_parts(case(crashy, "suite/crashy.case 2"));
+        assert_eq!((kind, ty.as_str()), (NonSuccessKind::Error, "crash"));
+        assert_eq!(
+            message,
+            "BUG: kernel NULL pointer dereference in null_deref at crashy.c:20"
+        );
+        assert!(detail.contains("address: 0000000000000000"), "{detail}");
     }
 
     #[test]

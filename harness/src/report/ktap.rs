@@ -18,7 +18,7 @@
 //!   replaced and line breaks are folded.
 
 use super::file::{FirstError, ReportError};
-use crate::outcome::{Event, Reporter, Status, StepResult, Summary, TestResult};
+use crate::outcome::{CaseResult, Event, Reporter, Status, StepResult, Summary, TestResult};
 use std::io::{self, Write};
 
 /// One level of nesting.
@@ -130,17 +130,22 @@ impl Reporter for Ktap {
     }
 }
 
-/// A test: its steps as a nested KTAP document, its own diagnostics, then its
-/// result line. A test without steps (it never booted) is a plain result.
+/// A test: its steps and then the results inside it (KUnit suites, nested
+/// as the kernel nests them) as a nested KTAP document, its own
+/// diagnostics, then its result line. A test without either (it never
+/// booted) is a plain result.
 pub fn test_block(number: usize, t: &TestResult) -> String {
     let mut out = String::new();
-    if !t.steps.is_empty() {
+    if !t.steps.is_empty() || !t.cases.is_empty() {
         out.push_str(&format!(
             "{INDENT}KTAP version 1\n{INDENT}1..{}\n",
-            t.steps.len()
+            t.steps.len() + t.cases.len()
         ));
         for (i, s) in t.steps.iter().enumerate() {
             step_lines(&mut out, INDENT, i + 1, s);
+        }
+        for (i, c) in t.cases.iter().enumerate() {
+            case_lines(&mut out, INDENT, t.steps.len() + i + 1, c);
         }
     }
     let mut directive = None;
@@ -202,6 +207,47 @@ fn step_lines(out: &mut String, indent: &str, number: usize, s: &StepResult) {
         diagnostic(out, indent, &format!("crash: {}", c.title));
     }
     result_line(out, indent, number, s.status, &s.description, directive);
+}
+
+/// A result inside a test: its own results as a subtest one level deeper
+/// (with the `# Subtest:` line KUnit writes), what explains it, its line.
+fn case_lines(out: &mut String, indent: &str, number: usize, c: &CaseResult) {
+    if !c.cases.is_empty() {
+        let inner = format!("{indent}{INDENT}");
+        out.push_str(&format!("{inner}KTAP version 1\n"));
+        diagnostic(
+            out,
+            &inner,
+            &format!("Subtest: {}", clean_description(&c.name)),
+        );
+        out.push_str(&format!("{inner}1..{}\n", c.cases.len()));
+        for (i, inner_case) in c.cases.iter().enumerate() {
+            case_lines(out, &inner, i + 1, inner_case);
+        }
+    }
+    let message = c.message.clone().unwrap_or_default();
+    let directive = match c.status {
+        Status::Skip | Status::NotRun => Some(("SKIP", message)),
+        Status::Timeout => Some(("TIMEOUT", message)),
+        Status::Error => Some(("ERROR", message)),
+        Status::Pass => None,
+        Status::Fail | Status::Crash => {
+            if let Some(k) = &c.crash {
+                diagnostic(out, indent, &format!("crash: {}", k.title));
+            } else {
+                diagnostic(out, indent, &message);
+            }
+            if let Some(l) = c
+                .location
+                .as_ref()
+                .filter(|l| !message.contains(l.as_str()))
+            {
+                diagnostic(out, indent, &format!("at {l}"));
+            }
+            None
+        }
+    };
+    result_line(out, indent, number, c.status, &c.name, directive);
 }
 
 fn first_failure(t: &TestResult) -> Option<&str> {
@@ -325,6 +371,48 @@ not ok 4 slow/boot # TIMEOUT boot failed: the guest did not reach its shell with
 # totals: pass:1 fail:1 crash:1 timeout:1 skip:0 error:0
 ";
         assert_eq!(render(), expected);
+    }
+
+    #[test]
+    fn results_inside_a_test_nest_after_its_steps() {
+        let t = &sample::results_with_cases()[0];
+        let expected = "  KTAP version 1
+  1..4
+  # KUnit case demo_math.add_wrong failed at demo.c:26: Expected 5 == demo_add(2, 2), but demo_add(2, 2) == 4
+  not ok 1 insmod demo
+  ok 2 rmmod demo # SKIP an earlier step did not pass
+    KTAP version 1
+    # Subtest: demo_math
+    1..3
+    ok 1 add_small
+    # EXPECTATION FAILED at demo.c:26
+    # Expected 5 == demo_add(2, 2), but
+    #     demo_add(2, 2) == 4
+    not ok 2 add_wrong
+    ok 3 needs_hardware # SKIP no such hardware in the guest
+  not ok 3 demo_math
+    KTAP version 1
+    # Subtest: demo_str
+    1..2
+    ok 1 str_len
+      KTAP version 1
+      # Subtest: str_len_param
+      1..2
+      ok 1 len-0
+      ok 2 len-5
+    ok 2 str_len_param
+  ok 4 demo_str
+# logs: /srv/modvm/runs/20250101-120000/demo/suites
+not ok 1 demo/suites
+";
+        assert_eq!(test_block(1, t), expected);
+        let crashed = test_block(2, &sample::results_with_cases()[1]);
+        assert!(
+            crashed.contains(
+                "    # crash: BUG: kernel NULL pointer dereference in null_deref\n    # at crashy.c:20\n    not ok 2 case 2\n"
+            ),
+            "{crashed}"
+        );
     }
 
     fn one_step(status: Status, failures: &[&str]) -> StepResult {

@@ -18,6 +18,8 @@ const SCHEMA_VERSION: u64 = 1;
 const CELL_MAX: usize = 300;
 /// Rows of passing tests listed before the rest are only counted.
 const PASSED_ROWS_MAX: usize = 200;
+/// Results inside a test named in its row before the rest are counted.
+const CASES_NAMED_MAX: usize = 3;
 
 /// Why a file is not a report this modvm can summarise.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -175,7 +177,47 @@ fn why(t: &Value) -> String {
             parts.push(l);
         }
     }
+    let mut inner = Vec::new();
+    for c in t["cases"].as_array().into_iter().flatten() {
+        not_passed(c, "", &mut inner);
+    }
+    let named = inner.len().min(CASES_NAMED_MAX);
+    for c in &inner[..named] {
+        if !parts.iter().any(|p| p.contains(c.as_str())) {
+            parts.push(c.clone());
+        }
+    }
+    if inner.len() > named {
+        parts.push(format!("{} more results inside", inner.len() - named));
+    }
     cell(&parts.join("; "))
+}
+
+/// The innermost results inside a test that did not pass, as
+/// `path.to.case status at file:line`.
+fn not_passed(c: &Value, parent: &str, out: &mut Vec<String>) {
+    let status = c["status"].as_str().unwrap_or("?");
+    if matches!(status, "pass" | "skip" | "not_run") {
+        return;
+    }
+    let name = c["name"].as_str().unwrap_or("?");
+    let path = if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    };
+    let inner = c["cases"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let before = out.len();
+    for i in inner {
+        not_passed(i, &path, out);
+    }
+    if out.len() == before {
+        let at = c["location"]
+            .as_str()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        out.push(format!("{path} {status}{at}"));
+    }
 }
 
 fn seconds(ms: &Value) -> String {
@@ -279,6 +321,26 @@ mod tests {
         );
         assert!(md.contains("| pass | <code>hello/load</code> |"), "{md}");
         assert!(md.contains("Logs of every test: <code>target/modvm/runs/20261125-101010-1</code>"));
+    }
+
+    #[test]
+    fn results_inside_a_failed_test_are_named_with_their_place() {
+        let mut t = test(
+            "demo/suites",
+            "fail",
+            "step 1 (insmod demo): KUnit".into(),
+            Value::Null,
+        );
+        t["cases"] = serde_json::json!([
+            {"name": "math", "status": "fail", "cases": [
+                {"name": "add", "status": "pass", "cases": []},
+                {"name": "sub", "status": "fail", "location": "demo.c:26", "cases": []}]},
+            {"name": "str", "status": "pass", "cases": []}]);
+        let md = summary(&report(serde_json::json!([t]), false, Value::Null)).unwrap();
+        assert!(
+            md.contains("| step 1 (insmod demo): KUnit; math.sub fail at demo.c:26 |"),
+            "{md}"
+        );
     }
 
     #[test]

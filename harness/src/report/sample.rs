@@ -7,7 +7,9 @@
 //! Public so that integration tests and external tooling can use it too.
 
 use crate::klog::KernelLine;
-use crate::outcome::{Crash, Event, Frame, Reporter, Status, StepResult, Summary, TestResult};
+use crate::outcome::{
+    CaseResult, Crash, Event, Frame, Reporter, Status, StepResult, Summary, TestResult,
+};
 use crate::runner::dir_name;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -169,6 +171,95 @@ pub fn results() -> Vec<TestResult> {
     ];
 
     vec![pass, fail, crashed, timeout]
+}
+
+fn case(name: &str, status: Status) -> CaseResult {
+    CaseResult {
+        name: name.into(),
+        status,
+        message: None,
+        location: None,
+        crash: None,
+        cases: Vec::new(),
+    }
+}
+
+/// Two tests with results inside them (KUnit suites, as a module's
+/// `kunit_test_suites` gives them): one whose case failed an expectation,
+/// with a skipped case and a parameterised one beside it, and one whose
+/// case crashed the kernel before its suite could finish.
+pub fn results_with_cases() -> Vec<TestResult> {
+    let failure = "KUnit case demo_math.add_wrong failed at demo.c:26: Expected 5 == demo_add(2, 2), but demo_add(2, 2) == 4".to_string();
+    let mut fail = test("demo/suites", Status::Fail, 2100, Some(1240));
+    let mut insmod = ran(
+        step(0, "insmod demo", "insmod /modules/demo.ko", Status::Fail),
+        0,
+        800,
+        &[
+            "[    8.791000]     KTAP version 1",
+            "[    8.791100]     # Subtest: demo_math",
+            "[    8.793000]     # add_wrong: EXPECTATION FAILED at demo.c:26",
+            "[    8.794000]     not ok 2 add_wrong",
+        ],
+    );
+    insmod.failures = vec![failure.clone()];
+    fail.message = Some(format!("{}: {failure}", insmod.label));
+    fail.steps = vec![insmod, step(1, "rmmod demo", "rmmod demo", Status::Skip)];
+    let mut wrong = case("add_wrong", Status::Fail);
+    wrong.message = Some(
+        "EXPECTATION FAILED at demo.c:26\nExpected 5 == demo_add(2, 2), but\n    demo_add(2, 2) == 4"
+            .into(),
+    );
+    wrong.location = Some("demo.c:26".into());
+    let mut skipped = case("needs_hardware", Status::Skip);
+    skipped.message = Some("no such hardware in the guest".into());
+    let mut math = case("demo_math", Status::Fail);
+    math.cases = vec![case("add_small", Status::Pass), wrong, skipped];
+    let mut param = case("str_len_param", Status::Pass);
+    param.cases = vec![case("len-0", Status::Pass), case("len-5", Status::Pass)];
+    let mut strings = case("demo_str", Status::Pass);
+    strings.cases = vec![case("str_len", Status::Pass), param];
+    fail.cases = vec![math, strings];
+
+    let crash = Crash {
+        title: "BUG: kernel NULL pointer dereference in null_deref".into(),
+        report: vec!["BUG: kernel NULL pointer dereference, address: 0000000000000000".into()],
+        frames: vec![Frame {
+            function: "null_deref".into(),
+            offset: Some(0x54),
+            module: Some("crashy".into()),
+            file: Some("crashy.c".into()),
+            line: Some(20),
+        }],
+        fatal: true,
+    };
+    let mut crashed = test("crashy/suite", Status::Crash, 2830, Some(1190));
+    let mut insmod = step(
+        0,
+        "insmod crashy",
+        "insmod /modules/crashy.ko",
+        Status::Crash,
+    );
+    insmod.failures = vec![
+        "`insmod /modules/crashy.ko` did not finish after the kernel reported a crash".into(),
+        "KUnit case crashy.case 2 crashed at crashy.c:20: BUG: kernel NULL pointer dereference in null_deref".into(),
+    ];
+    insmod.crashes = vec![crash.clone()];
+    crashed.message = Some(format!("{} during {}", crash.title, insmod.label));
+    crashed.steps = vec![
+        insmod,
+        step(1, "rmmod crashy", "rmmod crashy", Status::Skip),
+    ];
+    let mut running = case("case 2", Status::Crash);
+    running.message = Some(crash.title.clone());
+    running.location = Some("crashy.c:20".into());
+    running.crash = Some(crash.clone());
+    let mut suite = case("crashy", Status::Crash);
+    suite.message = Some(format!("did not finish: {}", crash.title));
+    suite.cases = vec![case("survives", Status::Pass), running];
+    crashed.cases = vec![suite];
+    crashed.crash = Some(crash);
+    vec![fail, crashed]
 }
 
 /// Sends the run to `reporter` in the order the runner would.

@@ -111,7 +111,7 @@ pub(super) fn run(
     });
     let mut cases = done.into_inner().unwrap_or_else(|e| e.into_inner());
     cases.sort_by_key(|(n, _)| *n);
-    base.cases = cases.into_iter().map(|(_, c)| c).collect();
+    base.cases.extend(cases.into_iter().map(|(_, c)| c));
     conclude(&mut base, &module, count, tried);
     base.duration_ms = started.elapsed().as_millis() as u64;
     base

@@ -374,3 +374,38 @@ fn a_matrix_run_names_the_kernel_on_every_result_line() {
         "{text}"
     );
 }
+
+#[test]
+fn results_inside_a_test_are_listed_under_it_with_their_place() {
+    let (mut h, buffer) = human(Level::Normal, false);
+    sample::replay_results(&mut h, &sample::results_with_cases());
+    let text = buffer.text();
+    let expected = "\
+FAIL    demo/suites  2.10s (restore 1.24s)
+    results inside the test:
+      FAIL    demo_math
+        PASS    add_small
+        FAIL    add_wrong  at demo.c:26
+                EXPECTATION FAILED at demo.c:26
+                Expected 5 == demo_add(2, 2), but
+                    demo_add(2, 2) == 4
+        SKIP    needs_hardware: no such hardware in the guest
+      PASS    demo_str (2 inside)
+    step 1 (insmod demo) FAIL:
+";
+    assert!(text.contains(expected), "{text}");
+    assert!(
+        text.contains(
+            "      CRASH   crashy\n        PASS    survives\n        CRASH   case 2  at crashy.c:20\n                BUG: kernel NULL pointer dereference in null_deref\n"
+        ),
+        "{text}"
+    );
+    // Verbose also opens what passed.
+    let (mut h, buffer) = human(Level::Verbose, false);
+    sample::replay_results(&mut h, &sample::results_with_cases());
+    assert!(
+        buffer.text().contains("          PASS    len-5\n"),
+        "{}",
+        buffer.text()
+    );
+}
