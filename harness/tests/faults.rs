@@ -47,13 +47,17 @@ fn every_allocation_of_init_fails_in_turn() {
             .any(|f| f["file"] == "fault_bug.c" && f["line"] == 30),
         "{frames:?}"
     );
-    // Exactly one point fails, and it is the one the message names.
+    // Only points that fail the second allocation crash (the kmalloc
+    // itself, or a page its slab needed), and the message names the first.
     let points = cases(bug);
     assert!(points.len() >= 3, "{points:?}");
     let failed: Vec<&Value> = points.iter().filter(|c| c["status"] != "pass").collect();
-    assert_eq!(failed.len(), 1, "{points:?}");
+    assert!(!failed.is_empty(), "{points:?}");
+    assert!(
+        failed.iter().all(|c| c["location"] == "fault_bug.c:18"),
+        "{points:?}"
+    );
     assert!(message.starts_with(&format!("{} of", failed[0]["name"].as_str().unwrap())));
-    assert_eq!(failed[0]["location"], "fault_bug.c:18");
 
     // The fixed module: every point ends cleanly, some with ENOMEM.
     let ok = result_of_suite(&doc, "fault_ok");
