@@ -16,9 +16,11 @@ use crate::qemu::QemuConfig;
 use crate::spec::{ExitExpect, Expect, Step, TestSpec};
 use crate::symbolize;
 
+mod fan_out;
 mod faults;
 mod kunit;
 mod leaks;
+mod repeat;
 mod schedule;
 mod spare;
 use std::path::{Path, PathBuf};
@@ -54,6 +56,8 @@ pub struct RunConfig {
     pub kmemleak: bool,
     /// Fault injection (`--faults`, a spec's `faults`).
     pub faults: Faults,
+    /// Fresh-guest runs of each test (`--repeat`); 1: once.
+    pub runs: u32,
     /// The kernel's `Module.symvers`, to say who exports an unknown symbol.
     pub symvers: PathBuf,
     /// Boots or restores each test's guest.
@@ -61,6 +65,14 @@ pub struct RunConfig {
     /// Given the guest of a test that did not pass, before it is stopped
     /// (`modvm test --keep`).
     pub keep: Option<std::sync::Arc<dyn KeepGuest>>,
+}
+
+/// Drops the events of a test's extra runs (fault points, repeats): the
+/// test's own live line says which one runs.
+struct Quiet;
+
+impl Reporter for Quiet {
+    fn event(&mut self, _: &Event<'_>) {}
 }
 
 /// Fault injection in a run.
@@ -208,6 +220,9 @@ fn run_test(
     }
     if config.faults.all || test.spec.faults.is_some() {
         return faults::run(config, test, id, spare, reporter, &dir);
+    }
+    if config.runs > 1 {
+        return repeat::run(config, test, id, spare, reporter, &dir);
     }
     run_guest(config, test, &dir, id, reporter, None, &mut |_, _| {})
 }

@@ -137,6 +137,11 @@ pub struct TestArgs {
     /// end cleanly (needs a kernel with fault injection: `--kernel debug`).
     #[arg(long)]
     pub faults: bool,
+    /// Run each test N times (1 to 10000), each on a fresh guest from the
+    /// same saved state, as one result with counts: for races (with
+    /// `--smp`). Unlike a spec's `repeat`, which loops in one guest.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000), conflicts_with = "faults")]
+    pub repeat: Option<u32>,
 }
 
 /// The run was stopped by Ctrl-C (exit 130).

@@ -151,6 +151,8 @@ pub struct Request<'a> {
     pub partition: Option<crate::partition::Partition>,
     /// Fault injection for every test (`--faults`).
     pub faults: bool,
+    /// Fresh-guest runs of each test (`--repeat`).
+    pub runs: u32,
 }
 
 /// Everything from the specs to the tests ready to run. `planned` receives
@@ -375,6 +377,7 @@ pub fn prepare(
                     all: request.faults,
                     unsupported: faults_unsupported,
                 },
+                runs: request.runs,
                 symvers: kit.headers.join("Module.symvers"),
                 launcher: launcher(args, &profile, &kit, guest_modules.as_ref()),
                 keep: None,
@@ -717,6 +720,7 @@ pub fn one_guest(
         verbose: false,
         partition: None,
         faults: false,
+        runs: 1,
     };
     let Prepared { runs, .. } = prepare(args, &request, &mut Vec::new())?;
     let [kernel] = runs.as_slice() else {

@@ -153,6 +153,7 @@ fn prepare_and_run(
         verbose: args.verbose,
         partition: args.partition,
         faults: args.faults,
+        runs: args.repeat.unwrap_or(1),
     };
     let Prepared {
         mut runs,

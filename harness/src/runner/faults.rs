@@ -13,11 +13,9 @@
 use super::spare::Spare;
 use super::{empty_result, leaks, run_guest, PlannedTest, RunConfig};
 use crate::faults::{self, Report};
-use crate::outcome::{CaseResult, Crash, Event, Reporter, Status, TestId, TestResult};
+use crate::outcome::{CaseResult, Crash, Reporter, Status, TestId, TestResult};
 use crate::spec::{Action, ExitExpect, Origin, Step};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// Most points one test tries: each costs a guest, and a module whose
@@ -74,44 +72,10 @@ pub(super) fn run(
     };
     let tried = count.min(MAX_POINTS);
     let name = test.name();
-    // Points are independent: this thread runs them, and so does one more
-    // thread for every guest slot of the run that is free (each thread
-    // starts and stops its own guests, see `schedule`).
-    let next = AtomicU32::new(1);
-    let done: Mutex<Vec<(u32, CaseResult)>> = Mutex::new(Vec::new());
-    let take = || {
-        let n = next.fetch_add(1, Ordering::SeqCst);
-        (n <= tried && !crate::children::interrupted()).then_some(n)
-    };
-    let run_point = |n: u32| {
-        let case = point(config, test, id, dir, index, &module, n);
-        done.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((n, case));
-    };
-    std::thread::scope(|scope| {
-        while let Some(n) = take() {
-            while next.load(Ordering::SeqCst) <= tried && spare.try_take() {
-                scope.spawn(|| {
-                    while let Some(n) = take() {
-                        run_point(n);
-                    }
-                    spare.give();
-                });
-            }
-            let finished = done.lock().map(|d| d.len()).unwrap_or(0);
-            reporter.event(&Event::StepStarted {
-                id,
-                name: &name,
-                index: 0,
-                description: &format!("fault {n} of {tried} ({finished} done)"),
-            });
-            run_point(n);
-        }
+    let cases = super::fan_out::fan_out(tried, spare, (id, &name, "fault"), reporter, &|n| {
+        point(config, test, id, dir, index, &module, n)
     });
-    let mut cases = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    cases.sort_by_key(|(n, _)| *n);
-    base.cases.extend(cases.into_iter().map(|(_, c)| c));
+    base.cases.extend(cases);
     conclude(&mut base, &module, count, tried);
     base.duration_ms = started.elapsed().as_millis() as u64;
     base
@@ -203,7 +167,7 @@ fn point(
         &variant,
         &point_dir,
         id,
-        &mut Quiet,
+        &mut super::Quiet,
         Some(index + 1),
         &mut |guest, result| {
             let stopped = result
@@ -287,6 +251,12 @@ fn conclude(result: &mut TestResult, module: &str, count: u32, tried: u32) {
     } else {
         format!("{count}")
     };
+    if count == 0 {
+        result.message = Some(format!(
+            "{module}'s init makes no allocation: no fault to inject"
+        ));
+        return;
+    }
     match bad {
         Some(c) => {
             result.status = c.status;
@@ -315,12 +285,4 @@ fn conclude(result: &mut TestResult, module: &str, count: u32, tried: u32) {
             ));
         }
     }
-}
-
-/// Drops the events of the points' runs: the test's own live line says
-/// which point runs.
-struct Quiet;
-
-impl Reporter for Quiet {
-    fn event(&mut self, _: &Event<'_>) {}
 }
