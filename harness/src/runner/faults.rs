@@ -84,6 +84,11 @@ pub(super) fn run(
 /// The `insmod` to inject into: its position in the steps and the
 /// module's kernel name.
 fn target(test: &PlannedTest) -> Result<(usize, String), String> {
+    if test.spec.expect_crash.is_some() {
+        return Err(
+            "fault injection needs a test that passes without crashing; this one has `expect_crash`".into(),
+        );
+    }
     let own: Vec<String> = test
         .modules
         .iter()

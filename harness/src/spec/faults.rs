@@ -34,10 +34,19 @@ impl TryFrom<RawFaults> for FaultsSpec {
             RawFaults::On(false) => Err(
                 "`faults: false` is the default; leave the field out (or set `true`, or `{\"module\": \"name\"}`)".into(),
             ),
-            RawFaults::Module(c) if c.module.trim().is_empty() || c.module.contains(['/', ' ']) => Err(format!(
-                "`faults.module` must name one of the test's modules, not {:?}",
-                c.module
-            )),
+            RawFaults::Module(c)
+                if c.module.is_empty()
+                    || c.module.len() > 55
+                    || !c
+                        .module
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                Err(format!(
+                    "`faults.module` must name one of the test's modules (letters, digits, `_`, `-`; at most 55), not {:?}",
+                    c.module
+                ))
+            }
             RawFaults::Module(c) => Ok(FaultsSpec {
                 module: Some(c.module),
             }),
@@ -71,6 +80,8 @@ mod tests {
         );
         assert!(parse("false").unwrap_err().contains("leave the field out"));
         assert!(parse(r#"{"module": ""}"#).is_err());
+        assert!(parse(r#"{"module": "a;reboot"}"#).is_err());
+        assert!(parse(&format!(r#"{{"module": "{}"}}"#, "x".repeat(56))).is_err());
         assert!(parse(r#"{"modul": "x"}"#).is_err());
         assert!(parse("3").is_err());
         let back = serde_json::to_string(&FaultsSpec {
