@@ -23,6 +23,12 @@ fn runs_are_counted_and_each_is_a_result_inside_the_test() {
     let names: Vec<&str> = runs.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["run 1", "run 2", "run 3"]);
     assert!(runs.iter().all(|c| c["status"] == "pass"), "{runs:?}");
+    assert!(
+        runs.iter().all(|c| c["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("restored in "))),
+        "{runs:?}"
+    );
 
     let null = result_of_suite(&doc, "null_init");
     assert_eq!(null["status"], "crash", "{null}");

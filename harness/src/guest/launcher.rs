@@ -79,7 +79,7 @@ impl Launcher for Cold {
             // TCG about one boot in twenty. Booted once more; the first
             // boot's logs stay beside the test's as `*.first-boot.log`.
             Err(_) if !children::interrupted() && crashed_while_booting(request.logs) => {
-                keep_first_boot(request.logs);
+                keep_aside(request.logs, "first-boot");
                 Guest::boot(&qemu, request.logs, request.timeout).map(|g| (g, Start::Booted))
             }
             Err(e) => Err(e),
@@ -92,14 +92,22 @@ fn crashed_while_booting(logs: &GuestLogs) -> bool {
     crate::runner::crash_in_log(&logs.kernel).is_some()
 }
 
-/// Moves a failed boot's kernel log and console aside (`kernel.log` →
-/// `kernel.first-boot.log`), so the boot after it writes its own.
-fn keep_first_boot(logs: &GuestLogs) {
+/// Moves the logs of a guest that did not start aside (`kernel.log` →
+/// `kernel.<what>.log`: `first-boot`, `failed-restore`), so the guest
+/// started after it writes its own and the failure can still be read.
+fn keep_aside(logs: &GuestLogs, what: &str) {
     for path in [&logs.kernel, &logs.console, &logs.qemu_stderr] {
-        let aside = path.with_extension("first-boot.log");
+        let aside = path.with_extension(format!("{what}.log"));
         let _ = std::fs::rename(path, aside);
     }
 }
+
+/// How long a restore may take to give a ready guest (state loaded,
+/// files delivered) before it counts as failed: one takes ~0.4 s, and the
+/// files it sends are bounded by [`COLD_IS_FASTER`] (~2 s of UART). A
+/// restored guest that hangs must cost seconds, not the boot timeout,
+/// before the cold boot that replaces it.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(20);
 
 /// One snapshot's state within a run.
 enum Slot {
@@ -255,7 +263,11 @@ impl Restore {
         request: &LaunchRequest<'_>,
     ) -> Result<Guest, RestoreFailure> {
         let started = Instant::now();
-        let deadline = started + request.timeout;
+        // A person at the debugger holds the guest for as long as they like.
+        let deadline = match request.qemu.gdb {
+            Some(_) => started + request.timeout,
+            None => started + request.timeout.min(RESTORE_DEADLINE),
+        };
         let payloads = request
             .files
             .iter()
@@ -389,6 +401,8 @@ impl Launcher for Restore {
         if children::interrupted() {
             return Err(BootError::Console("interrupted".into()));
         }
+        keep_aside(request.logs, "failed-restore");
+        let why = format!("{why}; its logs are kept beside the test's as *.failed-restore.log");
         // Made again once per run; a snapshot that fails twice is not used.
         let slot = self.slot(&recipe);
         let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -421,6 +435,7 @@ impl Launcher for Restore {
             Err(RestoreFailure::Test(e)) => Err(e),
             Err(RestoreFailure::TooBig(_)) => Cold.launch(request),
             Err(RestoreFailure::Snapshot(why)) => {
+                keep_aside(request.logs, "failed-restore-2");
                 self.give_up(&why);
                 let slot = self.slot(&recipe);
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Broken;

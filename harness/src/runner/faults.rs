@@ -227,6 +227,11 @@ fn verdict(
         )
     } else {
         let how = match (report.injected, errno) {
+            // Failed without a word: an allocation that asked for no
+            // warning, as kmemleak's record of each allocation does.
+            (Some(0), _) if report.injected_stack.is_empty() => {
+                "absorbed inside the kernel (an allocation made with __GFP_NOWARN, such as kmemleak's record of the module's allocation)".to_string()
+            }
             (Some(0), _) => "init absorbed the failure".to_string(),
             (_, Some(e)) => format!("insmod failed cleanly with {e}"),
             (Some(ret), None) => format!("init returned {ret}"),

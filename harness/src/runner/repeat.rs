@@ -6,6 +6,7 @@
 
 use super::spare::Spare;
 use super::{run_guest, PlannedTest, RunConfig};
+use crate::guest::launcher::Start;
 use crate::outcome::{CaseResult, Reporter, Status, TestId, TestResult};
 use std::path::Path;
 use std::time::Instant;
@@ -34,10 +35,17 @@ pub(super) fn run(
             None,
             &mut |_, _| {},
         );
+        // A pass says how its guest started, so that a restore that fell
+        // back to a boot shows.
+        let started = match (r.guest, r.boot_ms) {
+            (Some(Start::Restored), Some(ms)) => Some(format!("restored in {ms} ms")),
+            (Some(Start::Booted), Some(ms)) => Some(format!("booted in {ms} ms")),
+            _ => None,
+        };
         let case = CaseResult {
             name: format!("run {n}"),
             status: r.status,
-            message: r.message.clone(),
+            message: r.message.clone().or(started),
             location: r
                 .crash
                 .as_ref()
