@@ -135,12 +135,12 @@ pub struct TestArgs {
     /// test's first module's init, run the test again once per allocation,
     /// each in a fresh guest, with that allocation failed; every run must
     /// end cleanly (needs a kernel with fault injection: `--kernel debug`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "gdb")]
     pub faults: bool,
     /// Run each test N times (1 to 10000), each on a fresh guest from the
     /// same saved state, as one result with counts: for races (with
     /// `--smp`). Unlike a spec's `repeat`, which loops in one guest.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000), conflicts_with = "faults")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000), conflicts_with_all = ["faults", "gdb"])]
     pub repeat: Option<u32>,
 }
 
