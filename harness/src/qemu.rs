@@ -102,6 +102,8 @@ impl QemuConfig {
             Accel::Tcg => {
                 push("-accel");
                 push("tcg");
+                push("-cpu");
+                push(self.machine.arch.tcg_cpu());
             }
         }
         push("-chardev");
@@ -238,10 +240,10 @@ mod tests {
     }
 
     #[test]
-    fn tcg_has_no_host_cpu() {
+    fn tcg_has_no_host_cpu_and_no_cmpxchg16b() {
         let a = args(&config(Accel::Tcg));
         assert_eq!(value_after(&a, "-accel"), vec!["tcg"]);
-        assert!(value_after(&a, "-cpu").is_empty());
+        assert_eq!(value_after(&a, "-cpu"), vec!["qemu64,-cx16"]);
     }
 
     #[test]

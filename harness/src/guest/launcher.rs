@@ -75,9 +75,10 @@ impl Launcher for Cold {
             Ok(g) => Ok((g, Start::Booted)),
             // Nothing of the test runs before its shell is up (its modules
             // are only files in the initramfs), so a kernel that crashed
-            // while booting crashed on its own: Debian's 6.12 does so under
-            // TCG about one boot in twenty. Booted once more; the first
-            // boot's logs stay beside the test's as `*.first-boot.log`.
+            // while booting crashed on its own (Debian's 6.12 did so under
+            // TCG about one boot in twenty before `Arch::tcg_cpu`). Booted
+            // once more; the first boot's logs stay beside the test's as
+            // `*.first-boot.log`.
             Err(_) if !children::interrupted() && crashed_while_booting(request.logs) => {
                 keep_aside(request.logs, "first-boot");
                 Guest::boot(&qemu, request.logs, request.timeout).map(|g| (g, Start::Booted))
