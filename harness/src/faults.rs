@@ -152,7 +152,7 @@ pub fn report(lines: &[&str]) -> Report {
             continue;
         };
         if let Some(n) = rest.strip_prefix("counted ") {
-            r.counted = n.trim().parse().ok();
+            r.counted = n.split_whitespace().next().and_then(|n| n.parse().ok());
         } else if let Some(ret) = rest
             .strip_prefix("injected ")
             .and_then(|s| s.split_once("init returned "))
@@ -232,6 +232,8 @@ modvm-faults: injected 1, init returned -12";
     fn counts_and_points_past_the_end() {
         let r = report(&["modvm-faults: counted 6"]);
         assert_eq!(r.counted, Some(6));
+        let r = report(&["modvm-faults: counted 0 (no init function)"]);
+        assert_eq!(r.counted, Some(0));
         let r = report(&["modvm-faults: not reached 7 (counted 6)"]);
         assert!(r.not_reached && r.injected.is_none());
         let r = report(&["modvm-faults: counted 99999999999999", "garbage", ""]);

@@ -263,7 +263,7 @@ fn conclude(result: &mut TestResult, module: &str, count: u32, tried: u32) {
     };
     if count == 0 {
         result.message = Some(format!(
-            "{module}'s init makes no allocation: no fault to inject"
+            "{module}'s init makes no allocation (or it has no init): no fault to inject"
         ));
         return;
     }
