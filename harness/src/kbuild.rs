@@ -451,6 +451,14 @@ pub fn module_name(stem: &str) -> String {
     stem.replace('-', "_")
 }
 
+/// The kernel's names of the modules in these `.ko` files, in order.
+pub fn module_names(kos: &[PathBuf]) -> Vec<String> {
+    kos.iter()
+        .filter_map(|m| m.file_stem())
+        .map(|s| module_name(&s.to_string_lossy()))
+        .collect()
+}
+
 /// The modules a built module depends on (its `.modinfo` `depends=`).
 pub fn depends_of(ko: &Path) -> Vec<String> {
     fs::read(ko)

@@ -61,6 +61,13 @@ pub struct Frame {
     pub line: Option<u32>,
 }
 
+impl Frame {
+    /// `file:line`, once symbolised.
+    pub fn location(&self) -> Option<String> {
+        Some(format!("{}:{}", self.file.as_ref()?, self.line?))
+    }
+}
+
 /// A kernel crash report cut out of the log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Crash {

@@ -231,12 +231,7 @@ pub fn prepare(
         // the test; the `P` taint a module that is not GPL brings.
         let kernel_deps = match guest_modules {
             Some(disk) => {
-                let own: Vec<String> = built
-                    .modules
-                    .iter()
-                    .filter_map(|m| m.file_stem())
-                    .map(|s| kbuild::module_name(&s.to_string_lossy()))
-                    .collect();
+                let own = kbuild::module_names(&built.modules);
                 let depends: Vec<Vec<String>> = built
                     .modules
                     .iter()

@@ -395,12 +395,7 @@ fn run_steps(
     let kernel_symbols = config.kernel_symbols.as_ref();
     let mut taint = guest.boot_taint;
     let kmemleak = config.kmemleak && leaks::start(guest);
-    let module_names: Vec<String> = test
-        .modules
-        .iter()
-        .filter_map(|m| m.file_stem())
-        .map(|s| crate::kbuild::module_name(&s.to_string_lossy()))
-        .collect();
+    let module_names = crate::kbuild::module_names(&test.modules);
     let rounds = test.spec.repeat;
     let mut failed_round = None;
     let mut debugged = crate::guest::gdb::LoadedModules::default();
@@ -459,11 +454,7 @@ fn run_steps(
                 (&config.qemu.gdb, &step.action, r.status)
             {
                 let name = crate::kbuild::module_name(&load.name);
-                if let Some(ko) = module_names
-                    .iter()
-                    .position(|n| *n == name)
-                    .map(|i| &test.modules[i])
-                {
+                if let Some(ko) = crate::placement::ko_of(&name, &test.modules) {
                     debugged.loaded(guest, &name, ko, &result.artifacts);
                 }
             }

@@ -89,12 +89,7 @@ fn target(test: &PlannedTest) -> Result<(usize, String), String> {
             "fault injection needs a test that passes without crashing; this one has `expect_crash`".into(),
         );
     }
-    let own: Vec<String> = test
-        .modules
-        .iter()
-        .filter_map(|m| m.file_stem())
-        .map(|s| crate::kbuild::module_name(&s.to_string_lossy()))
-        .collect();
+    let own = crate::kbuild::module_names(&test.modules);
     let wanted = test
         .spec
         .faults
@@ -161,12 +156,7 @@ fn point(
     let variant = armed(test, index, module, n);
     let point_dir = dir.join("faults").join(n.to_string());
     let mut leaked: Vec<Crash> = Vec::new();
-    let own: Vec<String> = test
-        .modules
-        .iter()
-        .filter_map(|m| m.file_stem())
-        .map(|s| crate::kbuild::module_name(&s.to_string_lossy()))
-        .collect();
+    let own = crate::kbuild::module_names(&test.modules);
     let r = run_guest(
         config,
         &variant,
@@ -210,7 +200,7 @@ fn verdict(
     let mut stack = report.injected_stack.clone();
     crate::symbolize::symbolize(&mut stack, &test.modules);
     let site = faults::call_site(&stack, module);
-    let location = site.and_then(|f| Some(format!("{}:{}", f.file.as_ref()?, f.line?)));
+    let location = site.and_then(|f| f.location());
     let function = site.map(|f| f.function.clone());
     super::symbolize_all(&mut leaked, &test.modules, config.kernel_symbols.as_ref());
     let errno = r.steps.get(index + 1).and_then(|s| s.errno.clone());

@@ -25,16 +25,12 @@ pub(super) fn judge(
     }
     let ended = step.status;
     if let Some(crash) = step.crashes.first() {
-        let modules: Vec<String> = modules
-            .iter()
-            .filter_map(|m| m.file_stem())
-            .map(|s| crate::kbuild::module_name(&s.to_string_lossy()))
-            .collect();
+        let modules = crate::kbuild::module_names(modules);
         let location = crash.frames.iter().find_map(|f| {
             let m = f.module.as_ref()?;
             modules
                 .contains(&crate::kbuild::module_name(m))
-                .then(|| Some(format!("{}:{}", f.file.as_ref()?, f.line?)))?
+                .then(|| f.location())?
         });
         for suite in &mut cases {
             cut_short(suite, Status::Crash, &crash.title, &mut |leaf| {
