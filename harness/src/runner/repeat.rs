@@ -22,8 +22,7 @@ pub(super) fn run(
     let started = Instant::now();
     let runs = config.runs;
     let name = test.name();
-    let mut first: Option<TestResult> = None;
-    let first_slot = std::sync::Mutex::new(&mut first);
+    let kept: std::sync::Mutex<Option<(u32, TestResult)>> = std::sync::Mutex::new(None);
     let cases = super::fan_out::fan_out(runs, spare, (id, &name, "run"), reporter, &|n| {
         let run_dir = dir.join("runs").join(n.to_string());
         let r = run_guest(
@@ -54,23 +53,27 @@ pub(super) fn run(
                         .iter()
                         .find(|f| f.file.is_some() && f.module.is_some())
                 })
-                .and_then(|f| Some(format!("{}:{}", f.file.as_ref()?, f.line?))),
+                .and_then(|f| f.location()),
             crash: r.crash.clone(),
             cases: Vec::new(),
         };
-        // The result the test reports its steps from: the first run
-        // that failed, else run 1.
-        let mut slot = first_slot.lock().unwrap_or_else(|e| e.into_inner());
-        let keep = match slot.as_ref() {
-            None => true,
-            Some(kept) => kept.status == Status::Pass && r.status != Status::Pass,
-        };
-        if keep {
-            **slot = Some(r);
+        // The result the test reports its steps from: the lowest-numbered
+        // run that failed, else the lowest-numbered run (runs end in any
+        // order).
+        let mut slot = kept.lock().unwrap_or_else(|e| e.into_inner());
+        let rank = |n: u32, r: &TestResult| (r.status == Status::Pass, n);
+        if slot
+            .as_ref()
+            .is_none_or(|(k, kr)| rank(n, &r) < rank(*k, kr))
+        {
+            *slot = Some((n, r));
         }
         case
     });
-    let mut result = first.unwrap_or_else(|| super::empty_result(config, test, dir));
+    let mut result = match kept.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some((_, r)) => r,
+        None => super::empty_result(config, test, dir),
+    };
     summarise(&mut result, cases, runs);
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
