@@ -83,8 +83,8 @@ pub fn interrupted() -> bool {
 
 /// How long the run may take to wind down (write its reports) after an
 /// interrupt before the process exits regardless. The guests are killed at
-/// once; this only bounds the reports' writing, which syncs a file and can
-/// take seconds on a busy disk (3 s once lost a report under load).
+/// once; this only bounds the reports' writing, which does not sync them to
+/// disk (an fsync can wait for other files' dirty data on a busy disk).
 const WIND_DOWN: Duration = Duration::from_secs(10);
 
 /// On Ctrl-C, SIGTERM or SIGHUP: kill the guests at once and let the run

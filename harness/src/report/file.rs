@@ -6,7 +6,9 @@
 //! temporary file beside the target and renamed over it. Anything else the
 //! user names is written through, never replaced: `-` is stdout, and a
 //! symlink, FIFO or device (`/dev/stdout`, a pipe to an uploader) stays what
-//! it is and receives the bytes. A new report gets the mode any new file
+//! it is and receives the bytes. The file is not synced to disk: a report
+//! is for the next process to read, and a power cut is not what it guards
+//! against. A new report gets the mode any new file
 //! would (0666 less the umask) so another user, such as a CI uploader, can
 //! read it; a replaced one keeps its mode. A reporter cannot return errors
 //! through [`Reporter`](crate::outcome::Reporter), and the runner must keep
@@ -73,7 +75,10 @@ fn write_atomic(path: &Path, bytes: &[u8], keep: Option<Permissions>) -> io::Res
         tmp.as_file().set_permissions(p)?;
     }
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    // No fsync: the rename alone keeps readers from seeing a prefix, and on
+    // a disk busy with saved guests an fsync can wait for other files'
+    // dirty data longer than an interrupted run may take to wind down
+    // (the likely way a Ctrl-C'd run once lost its report).
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
