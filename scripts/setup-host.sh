@@ -15,8 +15,10 @@ missing=()
 for pair in "${tools[@]}"; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
-# The debug kernel's build needs libelf's headers.
+# Kernel builds need libelf's headers, and OpenSSL's where the configuration
+# has a keyring (Debian's do: the debian-6.1-debug kernel).
 [[ -f /usr/include/gelf.h ]] || missing+=(libelf-dev)
+[[ -f /usr/include/openssl/opensslv.h ]] || missing+=(libssl-dev)
 # Specs' C helpers are linked statically: gcc needs libc.a.
 dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "ok installed" || missing+=(libc6-dev)
 
@@ -34,8 +36,10 @@ fi
 
 # Download the default guest kernel kit once, so parallel tests find it cached.
 cargo run -q -- fetch --kernel debian-6.1-cloud,debian-6.12-cloud,debian-6.1-generic
-# The Debian packages the test specs put into their guests (iptables …).
-cargo run -q -- fetch harness/tests/fixtures/modules/icmp_watch
+# The Debian packages the test specs put into their guests (iptables, and
+# the iptables extensions of xtables-addons).
+cargo run -q -- fetch harness/tests/fixtures/modules/icmp_watch \
+	harness/tests/fixtures/dkms/xtables-logmark
 # Build the sanitizer kernel once (about 5 minutes on 2 cores; cached).
 cargo run -q -- fetch --kernel debug
 

@@ -531,7 +531,8 @@ pub fn parse_show(text: &str) -> Option<PackageInfo> {
         .split(',')
         .filter_map(|d| {
             let first = d.split('|').next()?.trim();
-            let name = first.split([' ', '(']).next()?.trim();
+            // `perl:any`: the architecture qualifier is not part of the name.
+            let name = first.split([' ', '(', ':']).next()?.trim();
             (!name.is_empty()).then(|| name.to_string())
         })
         .collect();
@@ -566,7 +567,7 @@ mod tests {
 
     #[test]
     fn parses_a_show_stanza() {
-        let text = "Package: linux-headers-6.1.0-56-cloud-amd64\nSource: linux-signed-amd64\nVersion: 6.1.192-2\nDepends: linux-headers-6.1.0-56-common (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), linux-compiler-gcc-12-x86 | gcc-12\nSize: 1592924\nDescription: x\n\nPackage: other\nVersion: 1\n";
+        let text = "Package: linux-headers-6.1.0-56-cloud-amd64\nSource: linux-signed-amd64\nVersion: 6.1.192-2\nDepends: linux-headers-6.1.0-56-common (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), linux-compiler-gcc-12-x86 | gcc-12, perl:any\nSize: 1592924\nDescription: x\n\nPackage: other\nVersion: 1\n";
         let p = parse_show(text).unwrap();
         assert_eq!(p.name, "linux-headers-6.1.0-56-cloud-amd64");
         assert_eq!(p.version, "6.1.192-2");
@@ -575,7 +576,8 @@ mod tests {
             vec![
                 "linux-headers-6.1.0-56-common",
                 "linux-kbuild-6.1",
-                "linux-compiler-gcc-12-x86"
+                "linux-compiler-gcc-12-x86",
+                "perl"
             ]
         );
         assert_eq!(p.size, 1592924);

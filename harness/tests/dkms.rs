@@ -265,3 +265,28 @@ fn v4l2loopback_loads_on_the_generic_flavour_and_is_skipped_on_cloud() {
     let why = cloud["message"].as_str().unwrap();
     assert!(why.contains("CONFIG_VIDEO_DEV"), "{why}");
 }
+
+#[test]
+fn an_xtables_addons_target_logs_packets_a_rule_of_the_guest_s_iptables_sends_it() {
+    // The netfilter target as its users run it: the kernel module built
+    // from Debian's xtables-addons-dkms, the iptables extension that
+    // speaks to it from Debian's xtables-addons-common (a guest package,
+    // fetched by the setup), a rule sending the gateway's ICMP answers to
+    // it, and the target's own kernel line for the packet.
+    let xt = debian_tree("xtables-addons-dkms");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(xt.file_name().unwrap());
+    copy_tree(&xt, &copy);
+    // The spec is a fixture of its own, so that the setup fetches its
+    // guest packages (tests never download).
+    std::fs::copy(
+        fixture("xtables-logmark").join("modvm.json"),
+        copy.join("modvm.json"),
+    )
+    .unwrap();
+    let (out, report) = test_from_root(&[&copy]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let t = result_where(&report, "name", "xtables-addons/logmark-rule");
+    assert_eq!(t["status"], "pass", "{t:#}");
+    assert!(kernel_lines(&t).contains("hook=INPUT"), "{t:#}");
+}

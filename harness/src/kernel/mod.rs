@@ -31,6 +31,7 @@ pub mod profile;
 pub mod record;
 pub mod resolve;
 pub mod source;
+mod source_config;
 pub mod symvers;
 
 use crate::apt::{AptError, Sources};

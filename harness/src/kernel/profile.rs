@@ -63,12 +63,24 @@ pub enum Source {
     Source {
         /// e.g. `linux-source-6.1`.
         package: String,
-        /// Config fragment applied on top of `base_config`: a file beside
-        /// the recipe (for built-in profiles, one in `images/kernels/`).
-        fragment: String,
-        /// The make target that gives the starting configuration.
-        #[serde(default = "default_base_config")]
-        base_config: String,
+        /// Config fragment applied on top of the starting configuration: a
+        /// file beside the recipe (for built-in profiles, one in
+        /// `images/kernels/`), or a list of them, merged in order.
+        fragment: Fragments,
+        /// The make target that gives the starting configuration
+        /// (`tinyconfig` when neither this nor `debian_config` is given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_config: Option<String>,
+        /// Start from Debian's own configuration of this flavour
+        /// (`cloud-amd64`, `amd64`), taken from the `linux-config-*`
+        /// package of the source's version, instead of a make target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        debian_config: Option<String>,
+        /// Keep only these of the starting configuration's modules, and
+        /// what they need (`make localmodconfig`): a distribution's config
+        /// builds thousands of modules a test guest never loads.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        modules: Vec<String>,
         /// Lower kmemleak's minimum object age (a checked edit of
         /// `mm/kmemleak.c`), so leaks are reported right after a test.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +98,28 @@ pub enum Source {
     Host,
 }
 
+/// A recipe's config fragment, or several merged in order (later lines win).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Fragments {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Fragments {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Fragments::One(n) => vec![n.as_str()],
+            Fragments::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// For messages: `debug.config + debian-debug.config`.
+    pub fn describe(&self) -> String {
+        self.names().join(" + ")
+    }
+}
+
 impl Source {
     /// A word for listings and messages.
     pub fn kind(&self) -> &'static str {
@@ -96,10 +130,6 @@ impl Source {
             Source::Host => "host",
         }
     }
-}
-
-fn default_base_config() -> String {
-    "tinyconfig".to_string()
 }
 
 fn default_compiler() -> String {
@@ -139,6 +169,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../images/kernels/debian-6.12-generic.json"),
     ),
     ("debug", include_str!("../../../images/kernels/debug.json")),
+    (
+        "debian-6.1-debug",
+        include_str!("../../../images/kernels/debian-6.1-debug.json"),
+    ),
     ("host", include_str!("../../../images/kernels/host.json")),
 ];
 
@@ -250,6 +284,25 @@ fn parse(text: &str, origin: &str, base: &Path) -> Result<KernelProfile, Profile
             "`memory_mib` ({}) must be at least `memory_min_mib` ({}, itself at least 32) and at most 65536",
             p.memory_mib, p.memory_min_mib
         )));
+    }
+    if let Source::Source {
+        base_config,
+        debian_config,
+        fragment,
+        ..
+    } = &p.source
+    {
+        if base_config.is_some() && debian_config.is_some() {
+            return Err(invalid(
+                "`base_config` and `debian_config` both give the starting configuration; keep one"
+                    .to_string(),
+            ));
+        }
+        if fragment.names().is_empty() {
+            return Err(invalid(
+                "`fragment` is an empty list; name at least one config fragment".to_string(),
+            ));
+        }
     }
     p.base = base.to_path_buf();
     Ok(p)

@@ -1,5 +1,8 @@
 //! Kernels built from a Debian `linux-source-*` package and a config
-//! fragment kept beside the recipe (the `debug` sanitizer kernel).
+//! fragment kept beside the recipe (the `debug` sanitizer kernels). How the
+//! `.config` is made is `source_config.rs`; this file downloads, builds and
+//! turns the result into a kit, with the kernel's modules installed under
+//! `root/lib/modules` when the configuration has any.
 //!
 //! The build happens in a `.staging-*` directory of the profile's cache and
 //! becomes a kit only by `rename(2)` once it finished and was checked, so an
@@ -8,9 +11,9 @@
 //! recipe's edits), so a changed fragment builds a new kit.
 
 use super::busybox;
-use super::manifest::hash_file;
-use super::profile::{KernelProfile, Source};
+use super::profile::{Fragments, KernelProfile, Source};
 use super::record::{self, Files, Record};
+use super::source_config::{self, Base, Configure};
 use super::{io_err, Kit, KitError, Progress};
 use crate::apt::{self, Sources};
 use crate::children;
@@ -21,10 +24,16 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Fragments of the built-in profiles, compiled in.
-const BUILTIN_FRAGMENTS: &[(&str, &str)] = &[(
-    "debug.config",
-    include_str!("../../../images/kernels/debug.config"),
-)];
+const BUILTIN_FRAGMENTS: &[(&str, &str)] = &[
+    (
+        "debug.config",
+        include_str!("../../../images/kernels/debug.config"),
+    ),
+    (
+        "debian-debug.config",
+        include_str!("../../../images/kernels/debian-debug.config"),
+    ),
+];
 
 /// Host programs a kernel build needs besides make and the compiler, with
 /// the Debian package of each (`libelf-dev` is checked by its header).
@@ -35,16 +44,35 @@ const BUILD_TOOLS: &[(&str, &str)] = &[
     ("/usr/include/gelf.h", "libelf-dev"),
     ("perl", "perl"),
     ("xz", "xz-utils"),
+    // certs/extract-cert, built when the configuration has a keyring
+    // (Debian's configurations do).
+    ("/usr/include/openssl/opensslv.h", "libssl-dev"),
 ];
 
-/// The fragment's text: a file beside a user's recipe, or a built-in one.
-pub(super) fn fragment_text(profile: &KernelProfile, fragment: &str) -> Result<String, KitError> {
-    if profile.base.as_os_str().is_empty() {
-        if let Some((_, text)) = BUILTIN_FRAGMENTS.iter().find(|(n, _)| *n == fragment) {
+/// The text of the recipe's fragments, in merge order: files beside a
+/// user's recipe, or built-in ones.
+pub(super) fn fragment_text(
+    profile: &KernelProfile,
+    fragments: &Fragments,
+) -> Result<String, KitError> {
+    let texts = fragments
+        .names()
+        .into_iter()
+        .map(|name| one_fragment(profile, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(texts.join("\n"))
+}
+
+/// A fragment beside the recipe, else modvm's own of that name (so a
+/// recipe of one's own can build on `debug.config`).
+fn one_fragment(profile: &KernelProfile, fragment: &str) -> Result<String, KitError> {
+    let path = profile.base.join(fragment);
+    let builtin = BUILTIN_FRAGMENTS.iter().find(|(n, _)| *n == fragment);
+    if let Some((_, text)) = builtin {
+        if profile.base.as_os_str().is_empty() || !path.exists() {
             return Ok(text.to_string());
         }
     }
-    let path = profile.base.join(fragment);
     fs::read_to_string(&path).map_err(|e| KitError::Build {
         profile: profile.name.clone(),
         problem: format!("cannot read the config fragment {}: {e}", path.display()),
@@ -67,8 +95,8 @@ pub fn missing_tools() -> Vec<&'static str> {
 }
 
 /// Whether the cached kit of a source profile was built from another text
-/// of its fragment than the one the profile has now (the kit's directory
-/// name ends in the fragment's hash). False when nothing is cached or the
+/// of its fragment (or another Debian flavour or module list) than the
+/// profile has now (the kit's directory name ends in their hash). False when nothing is cached or the
 /// fragment cannot be read: the build then says why.
 pub(super) fn is_stale(cache: &Path, profile: &KernelProfile) -> bool {
     let Source::Source { fragment, .. } = &profile.source else {
@@ -80,7 +108,7 @@ pub(super) fn is_stale(cache: &Path, profile: &KernelProfile) -> bool {
     ) else {
         return false;
     };
-    let hash = super::manifest::hash_bytes(text.as_bytes());
+    let hash = super::manifest::hash_bytes(source_config::identity(profile, &text).as_bytes());
     let name = kit.dir.file_name().unwrap_or_default().to_string_lossy();
     !name.ends_with(&hash[..12])
 }
@@ -97,6 +125,8 @@ pub(super) fn build(
         package,
         fragment,
         base_config,
+        debian_config,
+        modules,
         kmemleak_min_age_ms,
     } = &profile.source
     else {
@@ -118,6 +148,26 @@ pub(super) fn build(
     let apt = super::archive::updated_apt(cache, sources, None, progress)?;
     let busybox = busybox::ensure(cache, Some(&apt), sources, progress)?;
     let info = apt.show(package)?;
+    let base = Base::of(base_config, debian_config);
+    // Debian's configuration of the same upload as the source.
+    let config_info = match &base {
+        Base::Debian(_) => {
+            let name = source_config::config_package(package).ok_or_else(|| {
+                fail(format!(
+                    "`debian_config` needs a `linux-source-<version>` package, not `{package}`"
+                ))
+            })?;
+            let config_info = apt.show(&name)?;
+            if config_info.version != info.version {
+                return Err(fail(format!(
+                    "{} is at version {} but {} at {}: Debian's config must come from the same upload as the source; try again after `apt-get update` reaches both",
+                    info.name, info.version, config_info.name, config_info.version
+                )));
+            }
+            Some(config_info)
+        }
+        Base::Target(_) => None,
+    };
 
     let (dir, staging) = super::begin_kit(cache, &profile.name)?;
     let root = staging.path();
@@ -128,7 +178,13 @@ pub(super) fn build(
     ));
     let debs_dir = root.join("debs");
     fs::create_dir_all(&debs_dir).map_err(io_err(&debs_dir))?;
-    let debs = apt.download(std::slice::from_ref(&info), &debs_dir)?;
+    let wanted: Vec<_> = std::iter::once(info.clone())
+        .chain(config_info.iter().cloned())
+        .collect();
+    let debs = apt.download(&wanted, &debs_dir)?;
+    // Other runs wait for the package lists while this apt is held; the
+    // build takes many minutes and needs no more packages.
+    drop(apt);
     progress.step(&format!("extracting {}", info.name));
     let pkg = root.join("pkg");
     for deb in &debs {
@@ -161,37 +217,54 @@ pub(super) fn build(
             .arg(&tree)
             .arg("--strip-components=1"),
     )?;
-    let _ = fs::remove_dir_all(&pkg);
+    let debian_file = match &base {
+        Base::Debian(flavour) => Some(source_config::debian_config_file(&pkg, flavour).map_err(
+            |have| {
+                fail(format!(
+                    "{} has no `{flavour}` config for amd64; it has: {}",
+                    config_info.as_ref().map_or("", |c| c.name.as_str()),
+                    have.join(", ")
+                ))
+            },
+        )?),
+        Base::Target(_) => None,
+    };
     let _ = fs::remove_dir_all(&debs_dir);
 
     if let Some(ms) = kmemleak_min_age_ms {
         set_kmemleak_min_age(&tree, *ms).map_err(fail)?;
     }
-    progress.step(&format!("configuring ({base_config} + {fragment})"));
+    progress.step(&format!(
+        "configuring ({}{} + {})",
+        base.describe(),
+        if modules.is_empty() {
+            String::new()
+        } else {
+            format!(", {} modules kept", modules.len())
+        },
+        fragment.describe()
+    ));
     let fragment_path = root.join("fragment.config");
     fs::write(&fragment_path, &fragment_text).map_err(io_err(&fragment_path))?;
+    let fragment_name = fragment.describe();
+    Configure {
+        tree: &tree,
+        base: &base,
+        debian_file: debian_file.as_deref(),
+        modules,
+        fragment_name: &fragment_name,
+        fragment_path: &fragment_path,
+        fragment_text: &fragment_text,
+        log_path: &log_path,
+    }
+    .run(&mut run, &fail)?;
+    let _ = fs::remove_dir_all(&pkg);
+    let config = fs::read_to_string(tree.join(".config")).map_err(io_err(&tree))?;
     let make = |args: &[&str]| {
         let mut c = Command::new("make");
         c.current_dir(&tree).args(args).env("LC_ALL", "C");
         c
     };
-    run("make tinyconfig", &mut make(&[base_config]))?;
-    run(
-        "merging the fragment",
-        Command::new(tree.join("scripts/kconfig/merge_config.sh"))
-            .current_dir(&tree)
-            .args(["-m", "-O", ".", ".config"])
-            .arg(&fragment_path),
-    )?;
-    run("make olddefconfig", &mut make(&["olddefconfig"]))?;
-    let config = fs::read_to_string(tree.join(".config")).map_err(io_err(&tree))?;
-    let dropped = dropped_options(&fragment_text, &config);
-    if !dropped.is_empty() {
-        return Err(fail(format!(
-            "these options of {fragment} did not survive `make olddefconfig` (their dependencies are unmet): {}",
-            dropped.join(", ")
-        )));
-    }
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
     progress.step(&format!(
@@ -210,11 +283,25 @@ pub(super) fn build(
         "built kernel {release} in {:.0} s",
         started.elapsed().as_secs_f64()
     ));
+    if source_config::has_modules(&config) {
+        install_modules(&tree, &root.join("root"), &release, &mut run)?;
+        let built = ["modules.order", "modules.builtin"]
+            .map(|f| fs::read_to_string(tree.join(f)).unwrap_or_default())
+            .join("\n");
+        let absent = source_config::not_built(modules, &built);
+        if !absent.is_empty() {
+            progress.notice(&format!(
+                "the recipe's `modules` names modules this kernel does not have: {} (misspelt?)",
+                absent.join(", ")
+            ));
+        }
+    }
 
-    let fragment_hash = {
-        let p = root.join("fragment.config");
-        hash_file(&p).map_err(io_err(&p))?
-    };
+    progress.step("removing the build's object files (out-of-tree builds need the rest)");
+    trim_tree(&tree).map_err(io_err(&tree))?;
+
+    let fragment_hash =
+        super::manifest::hash_bytes(source_config::identity(profile, &fragment_text).as_bytes());
     let kit_name = format!("{}_{}_{}", info.name, info.version, &fragment_hash[..12]);
     let final_dir = dir.join(&kit_name);
     let boot = root.join("root/boot");
@@ -253,6 +340,55 @@ pub(super) fn build(
     super::commit_kit(&dir, staging, &kit_name, &record, false)
 }
 
+/// Installs the kernel's modules into the kit's `root/lib/modules/<release>`
+/// (stripped: the guest's modules disk holds them, and the build tree
+/// keeps the ones with debug information), without the `build` and
+/// `source` links, which would point into the staging directory.
+fn install_modules(
+    tree: &Path,
+    root: &Path,
+    release: &str,
+    run: &mut source_config::Run,
+) -> Result<(), KitError> {
+    let mut c = Command::new("make");
+    c.current_dir(tree)
+        .env("LC_ALL", "C")
+        .arg("modules_install")
+        .arg(format!("INSTALL_MOD_PATH={}", root.display()))
+        .arg("INSTALL_MOD_STRIP=1");
+    run("installing the modules", &mut c)?;
+    let dir = root.join("lib/modules").join(release);
+    for link in ["build", "source"] {
+        let _ = fs::remove_file(dir.join(link));
+    }
+    Ok(())
+}
+
+/// Drops what only the kernel's own link needed: every object file and
+/// the tree's `vmlinux` (copied to `root/boot` already). An out-of-tree
+/// build reads the configuration, headers, `Module.symvers`, scripts and
+/// tools, and the in-tree `.ko` files stay for symbolising their frames.
+/// For a Debian-config kernel this is 2 of its 4 GiB.
+fn trim_tree(tree: &Path) -> std::io::Result<()> {
+    fn walk(dir: &Path) -> std::io::Result<()> {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(&entry.path())?;
+            } else if kind.is_file() && entry.file_name().to_string_lossy().ends_with(".o") {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+    walk(tree)?;
+    match fs::remove_file(tree.join("vmlinux")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `cmd` with its output appended to `log`; on failure returns the
 /// last lines of the log (the part that says what went wrong). The child
 /// dies with modvm, like every other.
@@ -282,19 +418,6 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// `CONFIG_X=...` lines of the fragment that the final `.config` lacks:
-/// Kconfig drops an option whose dependencies are unmet without a word.
-pub fn dropped_options(fragment: &str, config: &str) -> Vec<String> {
-    let have: std::collections::HashSet<&str> = config.lines().collect();
-    fragment
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("CONFIG_") && l.contains('='))
-        .filter(|l| !have.contains(l))
-        .map(str::to_string)
-        .collect()
 }
 
 /// kmemleak ignores objects younger than `MSECS_MIN_AGE` (5000 ms): a
@@ -329,13 +452,6 @@ fn set_kmemleak_min_age(tree: &Path, ms: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dropped_options_are_named() {
-        let fragment = "# c\nCONFIG_A=y\nCONFIG_B=y\nCONFIG_N=4\n";
-        let config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_N=4\n";
-        assert_eq!(dropped_options(fragment, config), vec!["CONFIG_B=y"]);
-    }
 
     #[test]
     fn kmemleak_edit_is_checked() {
