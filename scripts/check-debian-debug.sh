@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the debian-6.1-debug kernel (Debian's own config, trimmed, with the
-# sanitizers; about half an hour on 2 cores, once per cache) and runs the
+# sanitizers; about 15 minutes on 2 cores, once per cache) and runs the
 # test that needs it, which `cargo test` leaves out for time. Prints what
 # the kernel costs: build time, disk, boot and restore time.
 set -euo pipefail

@@ -289,6 +289,7 @@ fn parse(text: &str, origin: &str, base: &Path) -> Result<KernelProfile, Profile
         base_config,
         debian_config,
         fragment,
+        modules,
         ..
     } = &p.source
     {
@@ -302,6 +303,16 @@ fn parse(text: &str, origin: &str, base: &Path) -> Result<KernelProfile, Profile
             return Err(invalid(
                 "`fragment` is an empty list; name at least one config fragment".to_string(),
             ));
+        }
+        if let Some(bad) = modules.iter().find(|m| {
+            m.is_empty()
+                || !m
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) {
+            return Err(invalid(format!(
+                "`modules` entry {bad:?} is not a module name (letters, digits, `_`, `-`, as `lsmod` shows them)"
+            )));
         }
     }
     p.base = base.to_path_buf();
@@ -374,6 +385,18 @@ mod tests {
             (
                 r#"{"name": "x", "memory_mib": 64, "source": {"kind": "host"}}"#,
                 "memory_mib",
+            ),
+            (
+                r#"{"name": "x", "source": {"kind": "source", "package": "linux-source-6.1", "fragment": "f", "base_config": "defconfig", "debian_config": "cloud-amd64"}}"#,
+                "keep one",
+            ),
+            (
+                r#"{"name": "x", "source": {"kind": "source", "package": "linux-source-6.1", "fragment": []}}"#,
+                "empty list",
+            ),
+            (
+                r#"{"name": "x", "source": {"kind": "source", "package": "p", "fragment": "f", "modules": ["ok", "x 1 0\nevil"]}}"#,
+                "not a module name",
             ),
         ] {
             std::fs::write(&f, body).unwrap();

@@ -297,9 +297,6 @@ pub(super) fn build(
         }
     }
 
-    progress.step("removing the build's object files (out-of-tree builds need the rest)");
-    trim_tree(&tree).map_err(io_err(&tree))?;
-
     let fragment_hash =
         super::manifest::hash_bytes(source_config::identity(profile, &fragment_text).as_bytes());
     let kit_name = format!("{}_{}_{}", info.name, info.version, &fragment_hash[..12]);
@@ -313,13 +310,18 @@ pub(super) fn build(
         ("arch/x86/boot/bzImage", format!("vmlinuz-{release}")),
         ("System.map", format!("System.map-{release}")),
         (".config", format!("config-{release}")),
-        ("vmlinux", format!("vmlinux-{release}")),
     ];
     for (from, to) in copies {
         let (from, to) = (tree.join(from), boot.join(to));
         fs::copy(&from, &to).map_err(io_err(&from))?;
     }
+    // Moved, not copied: hundreds of MiB with DWARF, and nothing builds
+    // against the tree's copy.
+    let vmlinux = tree.join("vmlinux");
+    fs::rename(&vmlinux, boot.join(format!("vmlinux-{release}"))).map_err(io_err(&vmlinux))?;
     fs::copy(&busybox, bin.join("busybox")).map_err(io_err(&busybox))?;
+    progress.step("removing the build's object files (out-of-tree builds need the rest)");
+    trim_tree(&tree).map_err(io_err(&tree))?;
     let _ = fs::remove_file(&fragment_path);
     let files = Files {
         vmlinuz: format!("root/boot/vmlinuz-{release}"),
@@ -364,29 +366,22 @@ fn install_modules(
     Ok(())
 }
 
-/// Drops what only the kernel's own link needed: every object file and
-/// the tree's `vmlinux` (copied to `root/boot` already). An out-of-tree
-/// build reads the configuration, headers, `Module.symvers`, scripts and
-/// tools, and the in-tree `.ko` files stay for symbolising their frames.
-/// For a Debian-config kernel this is 2 of its 4 GiB.
-fn trim_tree(tree: &Path) -> std::io::Result<()> {
-    fn walk(dir: &Path) -> std::io::Result<()> {
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                walk(&entry.path())?;
-            } else if kind.is_file() && entry.file_name().to_string_lossy().ends_with(".o") {
-                fs::remove_file(entry.path())?;
-            }
+/// Drops what only the kernel's own link needed: every object file (with
+/// `vmlinux` moved to `root/boot`, 2 of a Debian-config kernel's 4 GiB).
+/// An out-of-tree build reads the configuration, headers,
+/// `Module.symvers`, scripts and tools, and the in-tree `.ko` files stay
+/// for symbolising their frames.
+fn trim_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            trim_tree(&entry.path())?;
+        } else if kind.is_file() && entry.file_name().to_string_lossy().ends_with(".o") {
+            fs::remove_file(entry.path())?;
         }
-        Ok(())
     }
-    walk(tree)?;
-    match fs::remove_file(tree.join("vmlinux")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 /// Runs `cmd` with its output appended to `log`; on failure returns the
@@ -452,6 +447,27 @@ fn set_kmemleak_min_age(tree: &Path, ms: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trimming_keeps_all_but_object_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        fs::create_dir_all(t.join("net/core")).unwrap();
+        for f in [
+            "net/core/dev.o",
+            "net/core/dev.c",
+            "vmlinux.o",
+            "Module.symvers",
+            "x.ko",
+        ] {
+            fs::write(t.join(f), "").unwrap();
+        }
+        trim_tree(t).unwrap();
+        assert!(!t.join("net/core/dev.o").exists() && !t.join("vmlinux.o").exists());
+        for f in ["net/core/dev.c", "Module.symvers", "x.ko"] {
+            assert!(t.join(f).exists(), "{f}");
+        }
+    }
 
     #[test]
     fn kmemleak_edit_is_checked() {

@@ -268,3 +268,49 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A driver's directory in the `debug` kit's source tree.
+pub fn kernel_source(rel: &str) -> PathBuf {
+    let profile = modvm::paths::cache_dir(None).join("kernels/debug");
+    let current = std::fs::read_to_string(profile.join("current.json")).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `bash scripts/setup-host.sh` first (it builds the debug kernel)",
+            profile.display()
+        )
+    });
+    let record: serde_json::Value = serde_json::from_str(&current).unwrap();
+    profile
+        .join(record["kit"].as_str().unwrap())
+        .join("linux")
+        .join(rel)
+}
+
+/// The driver's `.c`/`.h` files and the spec fixture in `to`, with a Kbuild
+/// that builds it through the kernel's own Makefile.
+pub fn driver_copy(source: &Path, config: &str, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "c" || e == "h") {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let makefile = std::fs::read_to_string(source.join("Makefile")).unwrap();
+    std::fs::write(to.join("Kbuild"), format!("{config} := m\n{makefile}")).unwrap();
+}
+
+/// e1000e from the kernel source with its spec fixture, under `dir`.
+pub fn e1000e_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("e1000e");
+    driver_copy(
+        &kernel_source("drivers/net/ethernet/intel/e1000e"),
+        "CONFIG_E1000E",
+        &copy,
+    );
+    std::fs::copy(
+        repo().join("harness/tests/fixtures/kernel_drivers/e1000e/modvm.json"),
+        copy.join("modvm.json"),
+    )
+    .unwrap();
+    copy
+}
