@@ -26,6 +26,8 @@ pub enum QmpError {
     Refused { command: String, message: String },
     #[error("QEMU's monitor did not answer within the deadline")]
     Timeout,
+    #[error("interrupted while waiting for QEMU's monitor")]
+    Interrupted,
 }
 
 /// A negotiated QMP session.
@@ -38,11 +40,15 @@ pub struct Qmp {
 impl Qmp {
     /// Connects (QEMU creates the socket a moment after it starts), reads
     /// the greeting and leaves capabilities negotiation mode. Every later
-    /// read also ends at `deadline`.
+    /// read also ends at `deadline`. An interrupt ends the wait: the guests
+    /// are killed then, and a socket a killed QEMU left behind refuses
+    /// every connection until the deadline, which outlasted the interrupted
+    /// run's wind-down and lost its reports.
     pub fn connect(path: &Path, deadline: Instant) -> Result<Qmp, QmpError> {
         let stream = loop {
             match UnixStream::connect(path) {
                 Ok(s) => break s,
+                Err(_) if crate::children::interrupted() => return Err(QmpError::Interrupted),
                 Err(source) if Instant::now() >= deadline => {
                     return Err(QmpError::Connect {
                         path: path.display().to_string(),
