@@ -267,7 +267,7 @@ impl Configure<'_> {
         let unbuildable = still_unbuildable(&missing, &config);
         if !unbuildable.is_empty() {
             return Err(fail(format!(
-                "the recipe's `modules` names modules this configuration does not build: {}; turn the option on in {} (as `=m`) or drop the module",
+                "the recipe's `modules` names modules this configuration does not build: {}; turn the option on (as `=m`) in a fragment of the recipe (now {}) or drop the module",
                 unbuildable.join(", "),
                 self.fragment_name
             )));
