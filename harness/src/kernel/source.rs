@@ -96,8 +96,9 @@ pub fn missing_tools() -> Vec<&'static str> {
 
 /// Whether the cached kit of a source profile was built from another text
 /// of its fragment (or another Debian flavour or module list) than the
-/// profile has now (the kit's directory name ends in their hash). False when nothing is cached or the
-/// fragment cannot be read: the build then says why.
+/// profile has now (the kit's directory name ends in their hash). False
+/// when nothing is cached or the fragment cannot be read: the build then
+/// says why.
 pub(super) fn is_stale(cache: &Path, profile: &KernelProfile) -> bool {
     let Source::Source { fragment, .. } = &profile.source else {
         return false;
@@ -108,7 +109,7 @@ pub(super) fn is_stale(cache: &Path, profile: &KernelProfile) -> bool {
     ) else {
         return false;
     };
-    let hash = super::manifest::hash_bytes(source_config::identity(profile, &text).as_bytes());
+    let hash = source_config::config_hash(profile, &text);
     let name = kit.dir.file_name().unwrap_or_default().to_string_lossy();
     !name.ends_with(&hash[..12])
 }
@@ -234,20 +235,19 @@ pub(super) fn build(
     if let Some(ms) = kmemleak_min_age_ms {
         set_kmemleak_min_age(&tree, *ms).map_err(fail)?;
     }
+    let fragment_name = fragment.describe();
     progress.step(&format!(
-        "configuring ({}{} + {})",
+        "configuring ({}{} + {fragment_name})",
         base.describe(),
         if modules.is_empty() {
             String::new()
         } else {
             format!(", {} modules kept", modules.len())
         },
-        fragment.describe()
     ));
     let fragment_path = root.join("fragment.config");
     fs::write(&fragment_path, &fragment_text).map_err(io_err(&fragment_path))?;
-    let fragment_name = fragment.describe();
-    Configure {
+    let config = Configure {
         tree: &tree,
         base: &base,
         debian_file: debian_file.as_deref(),
@@ -259,12 +259,6 @@ pub(super) fn build(
     }
     .run(&mut run, &fail)?;
     let _ = fs::remove_dir_all(&pkg);
-    let config = fs::read_to_string(tree.join(".config")).map_err(io_err(&tree))?;
-    let make = |args: &[&str]| {
-        let mut c = Command::new("make");
-        c.current_dir(&tree).args(args).env("LC_ALL", "C");
-        c
-    };
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
     progress.step(&format!(
@@ -273,7 +267,7 @@ pub(super) fn build(
     ));
     run(
         "building the kernel",
-        &mut make(&[&format!("-j{jobs}"), "bzImage", "modules"]),
+        &mut source_config::make(&tree, &[&format!("-j{jobs}"), "bzImage", "modules"]),
     )?;
     let release = fs::read_to_string(tree.join("include/config/kernel.release"))
         .map_err(io_err(&tree))?
@@ -297,8 +291,7 @@ pub(super) fn build(
         }
     }
 
-    let fragment_hash =
-        super::manifest::hash_bytes(source_config::identity(profile, &fragment_text).as_bytes());
+    let fragment_hash = source_config::config_hash(profile, &fragment_text);
     let kit_name = format!("{}_{}_{}", info.name, info.version, &fragment_hash[..12]);
     let final_dir = dir.join(&kit_name);
     let boot = root.join("root/boot");
@@ -352,13 +345,11 @@ fn install_modules(
     release: &str,
     run: &mut source_config::Run,
 ) -> Result<(), KitError> {
-    let mut c = Command::new("make");
-    c.current_dir(tree)
-        .env("LC_ALL", "C")
-        .arg("modules_install")
-        .arg(format!("INSTALL_MOD_PATH={}", root.display()))
-        .arg("INSTALL_MOD_STRIP=1");
-    run("installing the modules", &mut c)?;
+    let mod_path = format!("INSTALL_MOD_PATH={}", root.display());
+    run(
+        "installing the modules",
+        &mut source_config::make(tree, &["modules_install", &mod_path, "INSTALL_MOD_STRIP=1"]),
+    )?;
     let dir = root.join("lib/modules").join(release);
     for link in ["build", "source"] {
         let _ = fs::remove_file(dir.join(link));

@@ -160,10 +160,17 @@ pub(super) fn not_built(modules: &[String], order_and_builtin: &str) -> Vec<Stri
         .collect()
 }
 
+/// The hash a source kit's directory name ends in: of what identifies its
+/// configuration (see [`identity`]). The build names the kit with it and
+/// the staleness check compares against it, so both must come from here.
+pub(super) fn config_hash(profile: &KernelProfile, fragment_text: &str) -> String {
+    super::manifest::hash_bytes(identity(profile, fragment_text).as_bytes())
+}
+
 /// What identifies a source kit's configuration: the fragment's text, plus
 /// the Debian flavour and module list when the recipe has them (kept out of
 /// the text otherwise, so a recipe without them keeps its kit).
-pub(super) fn identity(profile: &KernelProfile, fragment_text: &str) -> String {
+fn identity(profile: &KernelProfile, fragment_text: &str) -> String {
     let mut text = fragment_text.to_string();
     if let Source::Source {
         debian_config,
@@ -181,10 +188,18 @@ pub(super) fn identity(profile: &KernelProfile, fragment_text: &str) -> String {
     text
 }
 
+/// `make ARGS` in the kernel tree, with messages kbuild's scripts can parse.
+pub(super) fn make(tree: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("make");
+    c.current_dir(tree).args(args).env("LC_ALL", "C");
+    c
+}
+
 /// One logged command of the build, failing with the end of the log.
 pub(super) type Run<'a> = dyn FnMut(&str, &mut Command) -> Result<(), KitError> + 'a;
 
-/// Makes `tree/.config`: the base, the kept modules, the fragment, checked.
+/// Makes `tree/.config`: the base, the kept modules, the fragment, checked;
+/// [`Configure::run`] returns its text.
 pub(super) struct Configure<'a> {
     pub tree: &'a Path,
     pub base: &'a Base,
@@ -202,13 +217,9 @@ impl Configure<'_> {
         &self,
         run: &mut Run,
         fail: &dyn Fn(String) -> KitError,
-    ) -> Result<(), KitError> {
+    ) -> Result<String, KitError> {
         let tree = self.tree;
-        let make = |args: &[&str]| {
-            let mut c = Command::new("make");
-            c.current_dir(tree).args(args).env("LC_ALL", "C");
-            c
-        };
+        let make = |args: &[&str]| make(tree, args);
         match (self.base, self.debian_file) {
             (Base::Target(target), _) => run(&format!("make {target}"), &mut make(&[target]))?,
             (Base::Debian(flavour), Some(file)) => {
@@ -272,7 +283,7 @@ impl Configure<'_> {
                 self.fragment_name
             )));
         }
-        Ok(())
+        Ok(config)
     }
 }
 

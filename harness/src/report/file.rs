@@ -77,8 +77,7 @@ fn write_atomic(path: &Path, bytes: &[u8], keep: Option<Permissions>) -> io::Res
     tmp.write_all(bytes)?;
     // No fsync: the rename alone keeps readers from seeing a prefix, and on
     // a disk busy with saved guests an fsync can wait for other files'
-    // dirty data longer than an interrupted run may take to wind down
-    // (the likely way a Ctrl-C'd run once lost its report).
+    // dirty data, time an interrupted run's bounded wind-down may not have.
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
